@@ -1,0 +1,82 @@
+"""The `worldmodel` command: a thin layer over functions a Python user can call.
+
+Each verb lives in the module that implements it; this file only parses arguments and imports
+that module when the verb runs, so `worldmodel --help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+# Off-screen rendering through EGL unless the user chose a backend (DESIGN.md section 4).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from worldmodel.collect import collect
+
+    dataset = collect(args.task, args.episodes, args.out, policy=args.policy, workers=args.workers,
+                      seed=args.seed, image_size=args.image_size, action_repeat=args.action_repeat)
+    returns = [float(dataset[i].rewards.sum()) for i in range(len(dataset))]
+    print(f"{args.out}: {len(dataset)} episodes, {dataset.num_steps} steps of {dataset.manifest['task']}; "
+          f"mean return {sum(returns) / max(len(returns), 1):.1f}")
+    return 0
+
+
+def _add_collect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("collect", help="record pixel episodes of a task into a dataset folder (appends)")
+    p.add_argument("--task", required=True, help="task name, e.g. cartpole-swingup (see `envs.names()`)")
+    p.add_argument("--episodes", type=int, required=True, help="number of episodes to add")
+    p.add_argument("--out", required=True, help="dataset folder; re-running appends, never overwrites")
+    p.add_argument("--policy", default="random", help="'random' (uniform actions) or module:function")
+    p.add_argument("--workers", type=int, default=1, help="render in K spawned processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--action-repeat", type=int, default=None, help="default: the task's (PlaNet's)")
+    p.set_defaults(func=_collect)
+
+
+def _resolve_policy(spec: str) -> str | Callable:
+    if spec == "random" or ":" not in spec:
+        return spec
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="worldmodel",
+        description="Learn world models of pixel control tasks and control them by latent planning.")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    _add_collect(sub)
+    for module in _VERB_MODULES:
+        __import__(module, fromlist=["add_arguments"]).add_arguments(sub)
+    return parser
+
+
+# Modules that each register one verb with `add_arguments(subparsers)`; their heavy imports
+# happen inside the verb's function, not at registration.
+_VERB_MODULES: tuple[str, ...] = ()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.verb == "collect":
+        args.policy = _resolve_policy(args.policy)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
