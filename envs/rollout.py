@@ -1,0 +1,116 @@
+"""Running whole episodes in a PixelEnv: policies, per-episode seeds and the pool-worker entry point.
+
+Notation: T = env.max_steps transitions per episode; A action dim, S state dim, H = W image size.
+A policy is any callable `policy(obs [H, W, 3] uint8, info dict, rng np.random.Generator) -> a [A]`;
+it must be picklable to run in worker processes.
+
+Seeds: episode i of a collection run with seed `seed` uses
+    env seed   = SeedSequence(seed, spawn_key=(i, 0)) -> one uint32 (dm_control's initial state)
+    policy rng = default_rng(SeedSequence(seed, spawn_key=(i, 1)))
+so an episode's data depends only on (task settings, policy, seed, i), not on which process ran it.
+This module needs only numpy and envs (no torch), so spawned workers start fast.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from envs.pixel_env import PixelEnv
+from envs.registry import make
+
+Policy = Callable[[np.ndarray, dict, np.random.Generator], Any]
+
+
+@dataclass(frozen=True)
+class UniformPolicy:
+    """a ~ Uniform[low, high]^A, drawn from the rng passed in (PlaNet's random seed episodes)."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    def __call__(self, obs: np.ndarray, info: dict, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(self.low, self.high).astype(np.float32)  # [A]
+
+
+def random_policy(env_or_dim: PixelEnv | int) -> UniformPolicy:
+    """The uniform policy over an env's action box (or over [-1, 1]^A given A)."""
+    if isinstance(env_or_dim, (int, np.integer)):
+        if env_or_dim < 1:
+            raise ValueError(f"action dimension must be >= 1, got {env_or_dim}")
+        return UniformPolicy((-1.0,) * int(env_or_dim), (1.0,) * int(env_or_dim))
+    space = env_or_dim.action_space
+    return UniformPolicy(tuple(float(x) for x in space.low), tuple(float(x) for x in space.high))
+
+
+def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
+    """(env seed, policy rng) of episode `index` in a run seeded with `seed` (see module doc)."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and episode index must be >= 0, got seed={seed}, index={index}")
+    env_seed = int(np.random.SeedSequence(seed, spawn_key=(index, 0)).generate_state(1)[0])
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
+    return env_seed, rng
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One episode's arrays, as recorded (see worldmodel.data.Episode for the alignment)."""
+
+    images: np.ndarray   # [T+1, H, W, 3] uint8
+    actions: np.ndarray  # [T, A] float32, the clipped actions actually applied
+    rewards: np.ndarray  # [T] float32, each summed over action_repeat simulator steps
+    states: np.ndarray   # [T+1, S] float64 (qpos, qvel)
+    seed: int            # the env seed the episode was reset with
+    clipped: int         # action entries clipped over the episode
+
+
+def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int) -> Rollout:
+    """Reset `env` with `seed` and run `policy` until the episode ends (truncated after max_steps)."""
+    T, A = env.max_steps, env.action_dim
+    obs, info = env.reset(seed=seed)
+    images = np.empty((T + 1, *obs.shape), dtype=np.uint8)
+    states = np.empty((T + 1, env.state_dim), dtype=np.float64)
+    actions = np.empty((T, A), dtype=np.float32)
+    rewards = np.empty(T, dtype=np.float32)
+    images[0], states[0] = obs, info["state"]
+    clipped, t = 0, 0
+    done = False
+    while not done:
+        a = np.asarray(policy(obs, info, rng), dtype=np.float64)
+        obs, reward, terminated, truncated, info = env.step(a)
+        actions[t] = np.clip(a, env.action_space.low, env.action_space.high)
+        rewards[t] = reward
+        images[t + 1], states[t + 1] = obs, info["state"]
+        clipped += info["clipped"]
+        t += 1
+        done = terminated or truncated
+    n = t  # == T for the suite tasks, which never terminate
+    return Rollout(images[:n + 1], actions[:n], rewards[:n], states[:n + 1], seed, clipped)
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """Everything a worker process needs to record episode `index` (all picklable)."""
+
+    task: str
+    image_size: int
+    action_repeat: int
+    policy: Policy
+    seed: int
+    index: int
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_env(task: str, image_size: int, action_repeat: int) -> PixelEnv:
+    """One env per worker process, built on its first job and reused (a GL context is costly)."""
+    return make(task, image_size=image_size, action_repeat=action_repeat)
+
+
+def run_job(job: EpisodeJob, env: PixelEnv | None = None) -> Rollout:
+    """Record one episode; in a pool worker (env=None) the process's cached env is used."""
+    if env is None:
+        env = _worker_env(job.task, job.image_size, job.action_repeat)
+    env_seed, rng = episode_seeds(job.seed, job.index)
+    return rollout(env, job.policy, rng, env_seed)

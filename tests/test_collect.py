@@ -1,0 +1,83 @@
+"""Tests for worldmodel.collect: episodes from pixel tasks into a dataset folder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import envs
+from envs.rollout import UniformPolicy, episode_seeds
+from worldmodel.collect import collect, random_policy, run_episode
+from worldmodel.data import EpisodeDataset
+
+# cartpole-balance with repeat 25: 40 env steps per episode (still 1000 simulator steps)
+TASK, SIZE, REPEAT, T = "cartpole-balance", 16, 25, 40
+FIELDS = ("images", "actions", "rewards", "states")
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in FIELDS) and a.meta == b.meta
+
+
+def test_collect_appends_new_episodes_and_never_rewrites(tmp_path):
+    ds = collect(TASK, 2, tmp_path, image_size=SIZE, action_repeat=REPEAT, seed=0, progress=False)
+    assert len(ds) == 2 and ds.num_steps == 2 * T
+    e = ds[0]
+    assert e.images.shape == (T + 1, SIZE, SIZE, 3) and e.images.dtype == np.uint8
+    assert e.actions.shape == (T, 1) and np.all(np.abs(e.actions) <= 1)
+    assert e.states.shape == (T + 1, 4) and e.rewards.shape == (T,)
+    assert np.all((e.rewards >= 0) & (e.rewards <= REPEAT))
+    assert e.meta["return"] == pytest.approx(float(e.rewards.sum()), rel=1e-6)
+    assert (e.meta["task"], e.meta["action_repeat"], e.meta["index"]) == (TASK, REPEAT, 0)
+    before = {p: p.read_bytes() for p in ds.episode_paths}
+
+    ds2 = collect(TASK, 2, tmp_path, image_size=SIZE, action_repeat=REPEAT, seed=0,
+                  progress=False)
+    assert len(ds2) == 4 and ds2.num_steps == 4 * T
+    assert {p: p.read_bytes() for p in before} == before  # old files untouched
+    assert len(EpisodeDataset(tmp_path)) == 4
+    # the same run seed, new global indices: new initial states and actions
+    assert [e.meta["index"] for e in ds2.episodes] == [0, 1, 2, 3]
+    starts = {tuple(e.states[0]) for e in ds2.episodes}
+    assert len(starts) == 4
+    assert not np.array_equal(ds2[0].actions, ds2[2].actions)
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_data_as_one_process(tmp_path):
+    one = collect(TASK, 2, tmp_path / "one", image_size=SIZE, action_repeat=REPEAT, seed=5,
+                  progress=False)
+    two = collect(TASK, 2, tmp_path / "two", image_size=SIZE, action_repeat=REPEAT, seed=5,
+                  workers=2, progress=False)
+    assert len(two) == 2
+    for a, b in zip(one.episodes, two.episodes):
+        assert _same(a, b)
+
+
+def test_run_episode_matches_its_seeds_and_policy():
+    env = envs.make(TASK, image_size=SIZE, action_repeat=REPEAT)
+    policy = random_policy(env)
+    assert policy == UniformPolicy((-1.0,), (1.0,))
+    env_seed, rng = episode_seeds(3, 4)
+    ep = run_episode(env, policy, rng, env_seed)
+    # replaying the recorded actions from the same seed reproduces every image and reward
+    obs, _ = env.reset(seed=env_seed)
+    assert np.array_equal(obs, ep.images[0])
+    for t, a in enumerate(ep.actions):
+        obs, r, *_ = env.step(a)
+        assert np.array_equal(obs, ep.images[t + 1]) and np.float32(r) == ep.rewards[t]
+    # the actions are the policy's draws from the episode's rng
+    _, rng = episode_seeds(3, 4)
+    expected = np.array([rng.uniform(-1.0, 1.0, 1) for _ in range(T)], dtype=np.float32)
+    assert np.array_equal(ep.actions, expected)
+
+
+def test_bad_arguments_raise(tmp_path):
+    with pytest.raises(ValueError, match="policy"):
+        collect(TASK, 1, tmp_path, policy="greedy", image_size=SIZE, progress=False)
+    with pytest.raises(ValueError, match="pickled"):
+        collect(TASK, 2, tmp_path, policy=lambda o, i, r: np.zeros(1), workers=2,
+                image_size=SIZE, progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        collect(TASK, 1, tmp_path, workers=0, image_size=SIZE, progress=False)
+    with pytest.raises(ValueError, match="known tasks"):
+        collect("cartpole-run", 1, tmp_path, image_size=SIZE, progress=False)

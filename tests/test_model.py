@@ -1,0 +1,209 @@
+"""WorldModel: shapes, ELBO bookkeeping, planning problem, bad input, bf16, and learning."""
+import json
+import os
+
+import pytest
+import torch
+
+from worldmodel import ModelConfig, WorldModel
+from worldmodel.data.batch import Batch
+from worldmodel.model import GoalObjective
+
+FAMILIES = ["gaussian", "rssm", "locally_linear"]
+
+
+def _model(name, obs_shape=(3, 32, 32), **kw):
+    torch.manual_seed(0)
+    cfg = ModelConfig.small(transition=name, obs_shape=obs_shape, action_dim=2, deter_size=32,
+                            stoch_size=6, hidden_size=32, cnn_depth=8, **kw)
+    return WorldModel(cfg)
+
+
+def _batch(cfg, b=3, t=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.rand(b, t, *cfg.obs_shape, generator=g) - 0.5,
+                 torch.rand(b, t, cfg.action_dim, generator=g) * 2 - 1,
+                 torch.randn(b, t, generator=g))
+
+
+def test_config_presets_and_json_round_trip():
+    p = ModelConfig.planet()
+    assert (p.deter_size, p.stoch_size, p.hidden_size, p.cnn_depth, p.obs_shape) == \
+        (200, 30, 200, 32, (3, 64, 64))
+    cfg = ModelConfig.small(transition="gaussian", obs_shape=(3, 48, 48), kl_balance=0.8)
+    back = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg and isinstance(back.obs_shape, tuple)
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+        ModelConfig.from_dict({"depth": 3})
+    with pytest.raises(ValueError, match="transition"):
+        ModelConfig(transition="lstm")
+    with pytest.raises(ValueError, match="S in"):
+        ModelConfig(obs_shape=(3, 40, 40))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 64, 64), (7,)])
+def test_shapes_and_loss_terms(name, obs_shape):
+    model = _model(name, obs_shape, overshooting_distance=3 if name == "rssm" else 0)
+    cfg, batch = model.cfg, _batch(model.cfg)
+    b, t, s = 3, 6, model.state_size
+    assert s == cfg.state_size == cfg.stoch_size + (cfg.deter_size if name == "rssm" else 0)
+    post = model.observe(batch.images, batch.actions)
+    assert post.mean.shape == (b, t, cfg.stoch_size) and post.vector().shape == (b, t, s)
+    assert post[2].mean.shape == (b, cfg.stoch_size) and post[1:].length == t - 1
+    prior = model.imagine(post.last(), torch.zeros(b, 4, 2))
+    assert prior.length == 4 and model.decode(prior).shape == (b, 4, *obs_shape)
+    assert model.predict_reward(prior).shape == (b, 4)
+    v = model.to_vector(post.last())
+    assert v.shape == (b, s) and torch.equal(model.to_vector(model.from_vector(v)), v)
+    out = model.loss(batch)
+    for key in ("loss", "elbo", "recon_nll", "reward_nll", "kl", "kl_init", "kl_dyn"):
+        assert out[key].dim() == 0 and torch.isfinite(out[key]), key
+    assert torch.allclose(out["elbo"], -(out["recon_nll"] + out["reward_nll"] + out["kl"]))
+    assert ("overshooting_kl" in out) == (name == "rssm")
+    out["loss"].backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_free_nats_only_change_loss_not_elbo():
+    a, b = _model("rssm", free_nats=0.0), _model("rssm", free_nats=50.0)
+    batch = _batch(a.cfg)
+    la, lb = a.loss(batch, torch.Generator().manual_seed(1)), b.loss(batch, torch.Generator().manual_seed(1))
+    assert torch.allclose(la["elbo"], lb["elbo"])
+    # with 50 free nats every per-step KL is clamped: loss = recon + reward + 50
+    assert torch.allclose(lb["loss"], lb["recon_nll"] + lb["reward_nll"] + 50.0)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_filter_step_matches_observe(name):
+    model = _model(name)
+    batch = _batch(model.cfg, t=4)
+    seq = model.observe(batch.images, batch.actions, sample=False)
+    state = None
+    for t in range(4):
+        prev = None if t == 0 else batch.actions[:, t - 1]
+        state = model.filter_step(state, prev, batch.images[:, t])
+    assert torch.allclose(state.mean, seq.last().mean, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("objective", ["reward", "goal"])
+def test_planning_problem_step_equals_imagine_mean(name, objective):
+    pytest.importorskip("planners")
+    model = _model(name)
+    batch = _batch(model.cfg, b=2)
+    post = model.observe(batch.images, batch.actions)
+    start = model.to_vector(post.last())  # [2, S]
+    s_dim = model.state_size
+    obj = "reward" if objective == "reward" else GoalObjective(torch.zeros(s_dim), 1.0, 0.1)
+    problem = model.planning_problem(start[0], obj, horizon=5)
+    actions = torch.rand(2, 5, 2) * 2 - 1
+    with torch.no_grad():
+        seq = model.imagine(model.from_vector(start), actions, sample=False)
+        s = start
+        for t in range(5):
+            s = problem.step(s, actions[:, t])
+            assert torch.allclose(s, seq[t].vector(use_mean=True), atol=1e-5)
+        assert problem.running_cost(s, actions[:, 0]).shape == (2,)
+        assert problem.terminal_cost(s).shape == (2,)
+    if objective == "goal":  # E2C cost by hand
+        want = (s * s).sum(-1)
+        assert torch.allclose(problem.terminal_cost(s), want, atol=1e-5)
+    assert (problem.jacobians is not None) == (name == "locally_linear")
+    if problem.jacobians is not None:
+        jz, ja = problem.jacobians(start, actions[:, 0])
+        fz = torch.func.vmap(torch.func.jacrev(problem.step))(start.unsqueeze(1), actions[:, :1])
+        assert torch.allclose(jz, fz[:, 0, :, 0], atol=1e-4) and ja.shape == (2, s_dim, 2)
+
+
+def test_bad_input_errors_name_the_shapes():
+    model = _model("rssm")
+    batch = _batch(model.cfg)
+    with pytest.raises(ValueError, match=r"uint8.*/ 255 - 0.5"):
+        model.observe((batch.images * 255).to(torch.uint8), batch.actions)
+    with pytest.raises(ValueError, match=r"\(3, 6, 3, 64, 64\).*\(3, 32, 32\)"):
+        model.observe(torch.zeros(3, 6, 3, 64, 64), batch.actions)
+    with pytest.raises(ValueError, match=r"\(3, 6, 5\).*action_dim=2"):
+        model.observe(batch.images, torch.zeros(3, 6, 5))
+    with pytest.raises(ValueError, match=r"\(3, 5, 2\).*\(3, 6, 3, 32, 32\)"):
+        model.observe(batch.images, batch.actions[:, :5])
+    with pytest.raises(ValueError, match=r"rewards shape \(3, 5\)"):
+        model.loss(Batch(batch.images, batch.actions, batch.rewards[:, :5]))
+    with pytest.raises(ValueError, match=r"\[B, H, 2\]"):
+        model.imagine(model.observe(batch.images, batch.actions).last(), torch.zeros(3, 4, 1))
+    with pytest.raises(ValueError, match="expected \\[..., 38\\]"):
+        model.from_vector(torch.zeros(2, 7))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_runs_under_bf16_autocast(name):
+    model = _model(name, overshooting_distance=3, kl_balance=0.8)
+    batch = _batch(model.cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.loss(batch)
+        post = model.observe(batch.images, batch.actions)
+        model.decode(model.imagine(post.last(), batch.actions))
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    ref = model.loss(batch)["elbo"].item()
+    assert abs(out["elbo"].item() - ref) < 0.05 * abs(ref) + 5.0  # bf16 close to fp32
+
+
+def _cartpole_batch(episodes=8, steps=40, size=32, seed=0):
+    """Random-action cart-pole frames rendered with dm_control, [-0.5, 0.5] floats."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    suite = pytest.importorskip("dm_control.suite")
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    env = suite.load("cartpole", "swingup", task_kwargs={"random": seed})
+    imgs, acts, rews = [], [], []
+    for _ in range(episodes):
+        env.reset()
+        ep_i, ep_a, ep_r = [], [], []
+        for _ in range(steps):
+            ep_i.append(env.physics.render(size, size, camera_id=0))
+            a = rng.uniform(-1, 1, size=(1,))
+            r = 0.0
+            for _ in range(4):  # action repeat 4 (PlaNet, cartpole)
+                r += env.step(a).reward or 0.0
+            ep_a.append(a)
+            ep_r.append(r)
+        imgs.append(np.stack(ep_i))
+        acts.append(np.stack(ep_a))
+        rews.append(np.array(ep_r))
+    images = torch.tensor(np.stack(imgs)).permute(0, 1, 4, 2, 3).float() / 255 - 0.5
+    return Batch(images, torch.tensor(np.stack(acts)).float(), torch.tensor(np.stack(rews)).float())
+
+
+@pytest.mark.slow
+def test_learning_on_rendered_cartpole():
+    from worldmodel.quality import filtered_errors, open_loop_prediction
+    try:
+        data = _cartpole_batch()
+    except Exception as e:  # no GL backend on this machine
+        pytest.skip(f"cannot render cart-pole: {e}")
+    torch.manual_seed(0)
+    cfg = ModelConfig.small(obs_shape=(3, 32, 32), deter_size=64, stoch_size=16, hidden_size=64,
+                            cnn_depth=16, free_nats=1.0)
+    model = WorldModel(cfg)
+    held_out = Batch(data.images[-2:, :20], data.actions[-2:, :20], data.rewards[-2:, :20])
+    before_recon = filtered_errors(model, held_out)["recon_mse"]
+    before_ol = open_loop_prediction(model, held_out, context=5, horizon=10)[1].image_mse.mean()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)  # PlaNet: Adam 1e-3, eps 1e-4
+    g = torch.Generator().manual_seed(0)
+    for step in range(250):
+        ep = torch.randint(0, 6, (8,), generator=g)
+        start = torch.randint(0, 40 - 16, (8,), generator=g)
+        idx = start[:, None] + torch.arange(16)
+        batch = Batch(data.images[ep[:, None], idx], data.actions[ep[:, None], idx],
+                      data.rewards[ep[:, None], idx])
+        loss = model.loss(batch, g)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1000.0)  # PlaNet clips at 1000
+        opt.step()
+    after_recon = filtered_errors(model, held_out)["recon_mse"]
+    after_ol = open_loop_prediction(model, held_out, context=5, horizon=10)[1].image_mse.mean()
+    # measured (2 cores): recon MSE falls ~ 10x, open-loop MSE ~ 5x in 250 steps
+    assert after_recon < before_recon / 4, (before_recon, after_recon)
+    assert after_ol < before_ol / 3, (before_ol, after_ol)

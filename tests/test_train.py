@@ -1,0 +1,205 @@
+"""Tests of worldmodel.train: learning happens, resume is bit-exact, divergence and Ctrl-C leave a
+usable checkpoint, and bad resumes fail with errors that name the problem."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import make_dataset, tiny_model_config, tiny_train_config  # noqa: E402
+
+from worldmodel.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from worldmodel.metrics_log import read_metrics  # noqa: E402
+from worldmodel.train import NonFiniteLossError, TrainConfig, Trainer, train  # noqa: E402
+
+LOSS_TERMS = ("loss", "elbo", "recon_nll", "reward_nll", "kl", "grad_norm")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "square")
+
+
+def _losses(run: Path) -> list[dict[str, float]]:
+    return [{k: r[k] for k in ("step", *LOSS_TERMS)} for r in read_metrics(run)]
+
+
+def test_run_folder_contents_and_learning(data, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_model_config(), tiny_train_config(steps=40, lr=3e-3, checkpoint_every=20),
+                   data, run, progress=False)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["transition"] == "rssm" and config["train"]["steps"] == 40
+    assert Path(config["data"]) == data.resolve() and config["data_manifest"]["image_size"] == 32
+    assert {"created", "versions"} <= set(config) and config["versions"]["torch"] == torch.__version__
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == list(range(1, 41))
+    for r in records:
+        assert set(LOSS_TERMS) | {"frames_per_s", "wall_time", "kl_init", "kl_dyn"} <= set(r)
+        assert r["frames_per_s"] > 0
+    assert result == records[-1]
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 40
+    first = sum(r["loss"] for r in records[:5]) / 5
+    last = sum(r["loss"] for r in records[-5:]) / 5
+    assert last < first - 10, f"loss did not fall: {first:.1f} -> {last:.1f}"
+
+
+def test_log_every_averages_the_window(data, tmp_path):
+    train(tiny_model_config(), tiny_train_config(steps=6, log_every=1), data, tmp_path / "a", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=6, log_every=3), data, tmp_path / "b", progress=False)
+    every, windows = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert [r["step"] for r in windows] == [3, 6]
+    for w, lo in zip(windows, (0, 3)):
+        assert w["loss"] == pytest.approx(sum(r["loss"] for r in every[lo:lo + 3]) / 3, rel=1e-12)
+
+
+def test_resume_continues_bit_for_bit(data, tmp_path):
+    k = 4
+    config = tiny_train_config(steps=2 * k, checkpoint_every=3)
+    train(tiny_model_config(), config, data, tmp_path / "straight", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=k, checkpoint_every=3), data, tmp_path / "split",
+          progress=False)
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == k  # saved at exit
+    train(None, config, None, tmp_path / "split", resume=True, progress=False)
+    straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
+    assert [r["step"] for r in split] == list(range(1, 2 * k + 1))
+    assert split == straight  # exact float equality, every term of every step
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    resumed = json.loads((tmp_path / "split" / "config.json").read_text())["resumed"]
+    assert [r["step"] for r in resumed] == [k]
+
+
+def test_resume_of_a_finished_run_returns_its_metrics(data, tmp_path):
+    result = train(tiny_model_config(), tiny_train_config(steps=3), data, tmp_path / "r", progress=False)
+    again = train(None, None, None, tmp_path / "r", resume=True, progress=False)
+    assert again == result and len(read_metrics(tmp_path / "r")) == 3
+
+
+def test_ctrl_c_saves_then_resume_matches(data, tmp_path, monkeypatch):
+    config = tiny_train_config(steps=8, checkpoint_every=100)
+    train(tiny_model_config(), config, data, tmp_path / "straight", progress=False)
+    original = Trainer.train_step
+
+    def interrupted_at_step_3(self, stop_requested=False):
+        if self.step == 2:  # during the third update, as a user's Ctrl-C would arrive
+            signal.raise_signal(signal.SIGINT)
+        return original(self, stop_requested)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_3)
+    with pytest.raises(KeyboardInterrupt, match="checkpoint saved"):
+        train(tiny_model_config(), config, data, tmp_path / "split", progress=False)
+    # the update in flight finishes, the next one sees the request and is the last
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train(None, None, None, tmp_path / "split", resume=True, progress=False)
+    assert _losses(tmp_path / "split") == _losses(tmp_path / "straight")
+
+
+def test_nan_stops_naming_step_and_term_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
+    from worldmodel import WorldModel
+
+    train(tiny_model_config(), tiny_train_config(steps=4, checkpoint_every=2), data, tmp_path / "clean",
+          progress=False)
+    calls = {"n": 0}
+    loss = WorldModel.loss
+
+    def poisoned(self, batch, generator=None):
+        terms = loss(self, batch, generator)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            terms["kl_dyn"] = terms["kl_dyn"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(WorldModel, "loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"step 5: kl_dyn = nan"):
+        train(tiny_model_config(), tiny_train_config(steps=8, checkpoint_every=2), data, tmp_path / "bad",
+              progress=False)
+    kept = load_checkpoint(tmp_path / "bad" / "checkpoint.pt")
+    clean = load_checkpoint(tmp_path / "clean" / "checkpoint.pt")
+    assert kept["step"] == 4
+    assert all(torch.equal(kept["model"][n], clean["model"][n]) for n in clean["model"])
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="holds no run"):
+        train(None, None, None, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_new_run_refuses_to_overwrite(data, tmp_path):
+    train(tiny_model_config(), tiny_train_config(steps=1), data, tmp_path / "r", progress=False)
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        train(tiny_model_config(), tiny_train_config(steps=1), data, tmp_path / "r", progress=False)
+
+
+def test_resume_with_conflicting_settings_names_field_and_values(data, tmp_path):
+    run = tmp_path / "r"
+    train(tiny_model_config(), tiny_train_config(steps=2), data, run, progress=False)
+    with pytest.raises(ValueError, match=r"model\.transition.*'rssm'.*'gaussian'"):
+        train(tiny_model_config(transition="gaussian"), None, None, run, resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"train\.lr.*0\.001.*0\.01"):
+        train(None, tiny_train_config(steps=4, lr=1e-2), None, run, resume=True, progress=False)
+    other = make_dataset(tmp_path / "other", episodes=1)
+    with pytest.raises(ValueError, match=r"run\.data"):
+        train(None, None, other, run, resume=True, progress=False)
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 2  # nothing was trained
+
+
+def test_data_that_does_not_fit_the_model(data, tmp_path):
+    with pytest.raises(ValueError, match="action_dim 1 but the model config has action_dim 2"):
+        train(tiny_model_config(action_dim=2), tiny_train_config(), data, tmp_path / "r", progress=False)
+
+
+def test_bad_train_config_values():
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="float16")
+    with pytest.raises(ValueError, match="device must be one of"):
+        TrainConfig(device="tpu")
+    assert TrainConfig.planet() == TrainConfig()
+    assert (TrainConfig().lr, TrainConfig().adam_eps, TrainConfig().grad_clip) == (1e-3, 1e-4, 1000.0)
+
+
+def test_bfloat16_autocast_trains_close_to_float32(data, tmp_path):
+    f32 = train(tiny_model_config(), tiny_train_config(steps=1), data, tmp_path / "f", progress=False)
+    bf16 = train(tiny_model_config(), tiny_train_config(steps=1, precision="bfloat16"), data, tmp_path / "b",
+                 progress=False)
+    assert bf16["loss"] != f32["loss"]  # autocast really ran in bf16 ...
+    assert bf16["loss"] == pytest.approx(f32["loss"], rel=2e-2)  # ... on the same batch and noise
+
+
+def test_cli_trains_then_resumes(data, tmp_path):
+    from worldmodel.train_cli import add_train_arguments, run_train_command
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    run = tmp_path / "cli"
+    flags = ["--preset", "small", "--batch-size", "2", "--chunk-length", "4", "--device", "cpu",
+             "--checkpoint-every", "2", "--no-progress"]
+    # the small preset's model at 32x32 is still quick: 3 updates, then 2 more on --resume
+    assert run_train_command(parser.parse_args(["--data", str(data), "--out", str(run), "--steps", "3",
+                                                *flags])) == 0
+    assert run_train_command(parser.parse_args(["--out", str(run), "--resume", "--steps", "5",
+                                                "--no-progress"])) == 0
+    assert [r["step"] for r in read_metrics(run)][-1] == 5
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["deter_size"] == 128 and config["train"]["batch_size"] == 2
+    with pytest.raises(ValueError, match=r"model\.transition"):
+        run_train_command(parser.parse_args(["--out", str(run), "--resume", "--transition", "gaussian"]))

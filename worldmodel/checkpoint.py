@@ -1,0 +1,136 @@
+"""Run folders and checkpoints: what `worldmodel train` leaves on disk, and how to read it back.
+
+A run folder holds
+  config.json     model config, train config, data path and manifest, creation time, versions
+  checkpoint.pt   the latest training state (see `CHECKPOINT_KEYS`), replaced atomically
+  metrics.jsonl   the training log (worldmodel.metrics_log)
+
+Checkpoints hold only tensors and plain Python values, so they load with
+`torch.load(..., weights_only=True)`, which cannot run code from a file. RNG states are kept per
+process ("ranks", one entry per DDP process): the torch CPU generator, the CUDA generator of the
+process's GPU (or None) and the chunk sampler's state.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worldmodel.atomic import atomic_torch_save, atomic_write_json
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.json"
+FORMAT = "worldmodel-checkpoint-v1"
+CHECKPOINT_KEYS = ("format", "step", "model", "optimizer", "model_config", "train_config",
+                   "world_size", "ranks", "log_window", "wall_time")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run folder that cannot be used; the message names the file."""
+
+
+def versions() -> dict[str, str]:
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "worldmodel": _package_version()}
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("worldmodel")
+    except Exception:  # running from a source tree that is not installed
+        return "source"
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The global torch generators this process draws from (the model's sampling noise)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` (keys `CHECKPOINT_KEYS`) atomically: the old file stays until the new is whole."""
+    missing = [k for k in CHECKPOINT_KEYS if k not in state and k != "format"]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}; it needs all of {CHECKPOINT_KEYS[1:]}")
+    atomic_torch_save(path, {"format": FORMAT, **{k: v for k, v in state.items() if k != "format"}})
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; a missing, corrupt or foreign file raises
+    CheckpointError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is corrupt or truncated ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); restore it from a copy or start a new "
+            f"run in another folder") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a worldmodel checkpoint (format "
+                              f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}, "
+                              f"expected {FORMAT!r})")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}; it is damaged or from another version")
+    return state
+
+
+def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / CONFIG_FILE, config)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """config.json of a run folder; a folder without one is an error saying how to make one."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} holds no training run (no {CONFIG_FILE}); start one with "
+                              f"`worldmodel train --data DIR --out {run_dir}`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); the run folder is damaged") from e
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """The model of a run's latest checkpoint, in eval mode on `device`.
+
+    Returns (model, model_config, info) with info = {step, train_config, data, wall_time, path}.
+    """
+    from worldmodel import ModelConfig, WorldModel
+    from worldmodel.device import resolve_device
+
+    device = resolve_device(device)
+    path = Path(run_dir) / CHECKPOINT_FILE
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} holds no checkpoint ({CHECKPOINT_FILE}); train first with "
+                              f"`worldmodel train --data DIR --out {run_dir}`")
+    state = load_checkpoint(path, map_location=device)
+    model_config = ModelConfig.from_dict(state["model_config"])
+    model = WorldModel(model_config).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    config_path = Path(run_dir) / CONFIG_FILE
+    data = json.loads(config_path.read_text()).get("data") if config_path.exists() else None
+    info = {"step": int(state["step"]), "train_config": state["train_config"], "data": data,
+            "wall_time": float(state["wall_time"]), "path": str(path)}
+    return model, model_config, info

@@ -1,0 +1,125 @@
+"""Collecting episodes from a pixel task into an episode dataset folder.
+
+Notation: an episode has T = env.max_steps transitions: images [T+1, H, W, 3] uint8,
+actions [T, A], rewards [T], states [T+1, S] (see worldmodel.data.episode).
+
+Episode i (its global index in the dataset folder) is recorded with seeds derived from
+(seed, i) (envs.rollout.episode_seeds), so re-running `collect` into the same folder adds new,
+different episodes and never rewrites old ones, and the data do not depend on `workers`.
+With workers > 1 episodes are rendered in processes started with the `spawn` context
+(forking a process that holds a GL context hangs); the parent appends them in episode order.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterator
+
+import numpy as np
+
+import envs
+from envs.pixel_env import PixelEnv
+from envs.rollout import (EpisodeJob, Policy, Rollout, UniformPolicy, random_policy, rollout,
+                          run_job)
+from worldmodel.data import Episode, EpisodeDataset
+
+__all__ = ["collect", "random_policy", "run_episode", "UniformPolicy"]
+
+
+def _to_episode(env: PixelEnv, r: Rollout, meta: dict | None) -> Episode:
+    """Wrap a rollout with the meta data that describe it."""
+    info = {"task": env.name, "image_size": env.image_size, "action_repeat": env.action_repeat,
+            "seed": r.seed, "return": float(r.rewards.sum(dtype=np.float64)),
+            "clipped": int(r.clipped)}
+    return Episode(images=r.images, actions=r.actions, rewards=r.rewards,
+                   states=r.states.astype(np.float32), meta={**info, **(meta or {})})
+
+
+def run_episode(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int, *,
+                meta: dict | None = None) -> Episode:
+    """Reset `env` with `seed`, run `policy(obs, info, rng)` for a whole episode, return it.
+
+    meta: extra JSON-able entries for the episode's meta (task, image size, action repeat, seed,
+    return and clipped count are always recorded).
+    """
+    return _to_episode(env, rollout(env, policy, rng, seed), meta)
+
+
+def _policy_name(policy: Policy) -> str:
+    return getattr(policy, "__qualname__", type(policy).__qualname__)
+
+
+def collect(task: str, episodes: int, out: str | os.PathLike, *,
+            policy: str | Policy = "random", workers: int = 1, seed: int = 0,
+            image_size: int = 64, action_repeat: int | None = None,
+            progress: bool = True) -> EpisodeDataset:
+    """Record `episodes` episodes of `task` into the dataset folder `out` (created or appended to).
+
+    policy: "random" (uniform over the action box) or a callable (obs, info, rng) -> action,
+        picklable when workers > 1.
+    workers: processes that render episodes (1 renders in this process).
+    seed: run seed; episode i uses seeds derived from (seed, i).
+    Returns the dataset, holding the old episodes followed by the new ones.
+    """
+    for name, value, low in (("episodes", episodes, 0), ("workers", workers, 1), ("seed", seed, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    # The parent's env gives the action box and state size; it renders only when workers == 1
+    # (its GL context is created lazily, on the first render).
+    env = envs.make(task, image_size=image_size, action_repeat=action_repeat)
+    try:
+        if isinstance(policy, str):
+            if policy != "random":
+                raise ValueError(f"policy must be 'random' or a callable (obs, info, rng) -> "
+                                 f"action, got {policy!r}")
+            policy_fn: Policy = random_policy(env)
+        elif callable(policy):
+            policy_fn = policy
+        else:
+            raise ValueError(f"policy must be 'random' or a callable, got {policy!r}")
+        if workers > 1:
+            try:
+                pickle.dumps(policy_fn)
+            except Exception as err:
+                raise ValueError(f"policy {policy_fn!r} cannot be pickled, so it cannot run in "
+                                 f"{workers} worker processes; define it at module level "
+                                 "(not a lambda or closure) or use workers=1") from err
+        ds = EpisodeDataset.create(out, task=task, image_size=image_size,
+                                   action_repeat=env.action_repeat, action_dim=env.action_dim,
+                                   state_dim=env.state_dim)
+        start = len(ds)
+        jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
+                           start + k) for k in range(episodes)]
+        meta = {"policy": "random" if isinstance(policy, str) else _policy_name(policy_fn),
+                "run_seed": int(seed)}
+        bar = _progress_bar(episodes * (env.max_steps + 1), task, progress)
+        try:
+            for job, r in zip(jobs, _rollouts(jobs, env, workers)):
+                ds.append(_to_episode(env, r, {**meta, "index": job.index}))
+                bar.update(len(r.images))
+        finally:
+            bar.close()
+        return ds
+    finally:
+        env.close()
+
+
+def _rollouts(jobs: list[EpisodeJob], env: PixelEnv, workers: int) -> Iterator[Rollout]:
+    """The rollouts of `jobs`, in order: here (workers == 1) or in spawned processes."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield run_job(job, env)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+        yield from pool.map(run_job, jobs)
+
+
+def _progress_bar(total: int, task: str, enabled: bool):
+    """A tqdm bar counting rendered frames (so its rate reads frames/s)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="frame", desc=f"collect {task}", disable=not enabled,
+                smoothing=0.1)

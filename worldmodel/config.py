@@ -1,0 +1,128 @@
+"""ModelConfig: every setting of the world model in one frozen dataclass, with named presets.
+
+Defaults follow PlaNet (Hafner et al. 2019, "Learning Latent Dynamics for Planning from Pixels",
+ICML, Section 4 and Appendix A) unless another source is cited next to the number.
+`to_dict` / `from_dict` give a JSON round trip (tuples survive) for checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Optional
+
+TRANSITIONS = ("gaussian", "rssm", "locally_linear")
+DECODERS = ("auto", "conv", "mlp", "linear")
+IMAGE_SIZES = (32, 48, 64, 84)
+ACTIVATIONS = ("relu", "elu")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Settings of `WorldModel`. Sizes are per time step; S (planning state) = deter + stoch."""
+
+    transition: str = "rssm"  # one of TRANSITIONS (see worldmodel.transitions)
+    obs_shape: tuple[int, ...] = (3, 64, 64)  # (C, H, W) images, or (D,) vector observations
+    action_dim: int = 1
+    deter_size: int = 200  # GRU state h_t of the rssm and of the history encoder; PlaNet
+    stoch_size: int = 30  # z_t; PlaNet
+    hidden_size: int = 200  # MLP widths; PlaNet
+    cnn_depth: int = 32  # channels of the first conv layer (then x2, x4, x8); PlaNet
+    min_std: float = 0.1  # floor of every predicted std; PlaNet ("min_stddev")
+    activation: str = "relu"  # PlaNet uses ReLU; Dreamer uses ELU
+    decoder: str = "auto"  # auto = conv for images, mlp for vectors; "linear" for vector obs only
+    obs_std: float = 1.0  # std of p(o_t | z_t), fixed; unit variance as in PlaNet
+    predict_reward: bool = True  # False: no reward head, the bound is on the observations only
+    reward_std: float = 1.0  # std of p(r_t | z_{t+1}); unit variance as in PlaNet
+    reward_weight: float = 1.0  # scale of the reward NLL in the loss (knob, not in "elbo")
+    free_nats: float = 3.0  # per-step KL floor; PlaNet. 0 = off
+    kl_balance: Optional[float] = None  # alpha; DreamerV2 (Hafner et al. 2021) uses 0.8. None = off
+    kl_scale: float = 1.0  # beta on the one-step KL (1 = the ELBO)
+    overshooting_distance: int = 0  # D of latent overshooting (PlaNet Sec. 3); 0 = off
+    overshooting_kl_scale: float = 1.0  # weight of the mean multi-step KL (d = 2..D)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
+        if self.transition not in TRANSITIONS:
+            raise ValueError(f"transition must be one of {TRANSITIONS}, got {self.transition!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if len(self.obs_shape) == 3:
+            c, h, w = self.obs_shape
+            if h != w or h not in IMAGE_SIZES:
+                raise ValueError(f"image obs_shape must be (C, S, S) with S in {IMAGE_SIZES}, got "
+                                 f"{self.obs_shape}; resize the images when collecting")
+            if self.decoder in ("mlp", "linear"):
+                raise ValueError(f"decoder={self.decoder!r} is for vector observations; images "
+                                 f"{self.obs_shape} need decoder='conv' or 'auto'")
+        elif len(self.obs_shape) == 1:
+            if self.decoder == "conv":
+                raise ValueError(f"decoder='conv' needs image observations, got obs_shape "
+                                 f"{self.obs_shape}; use 'mlp' or 'linear'")
+        else:
+            raise ValueError(f"obs_shape must be (C, H, W) or (D,), got {self.obs_shape}")
+        for name in ("action_dim", "deter_size", "stoch_size", "hidden_size", "cnn_depth"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("min_std", "obs_std", "reward_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.free_nats < 0 or self.reward_weight < 0 or self.kl_scale < 0:
+            raise ValueError("free_nats, reward_weight and kl_scale must be >= 0, got "
+                             f"{self.free_nats}, {self.reward_weight}, {self.kl_scale}")
+        if self.kl_balance is not None and not 0.0 <= self.kl_balance <= 1.0:
+            raise ValueError(f"kl_balance must be None or in [0, 1], got {self.kl_balance}")
+        if self.overshooting_distance < 0 or self.overshooting_distance == 1:
+            raise ValueError(f"overshooting_distance must be 0 (off) or >= 2, got "
+                             f"{self.overshooting_distance} (d = 1 is the ordinary KL)")
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.obs_shape) == 3
+
+    @property
+    def decoder_kind(self) -> str:
+        """The decoder actually built ("auto" resolved)."""
+        if self.decoder != "auto":
+            return self.decoder
+        return "conv" if self.is_image else "mlp"
+
+    @property
+    def state_size(self) -> int:
+        """S, the flat planning state size: deter + stoch for rssm, stoch otherwise."""
+        return self.stoch_size + (self.deter_size if self.transition == "rssm" else 0)
+
+    @classmethod
+    def planet(cls, **overrides: Any) -> "ModelConfig":
+        """PlaNet's RSSM (Hafner et al. 2019, Appendix A): GRU 200, stoch 30, hidden 200, depth 32."""
+        base = dict(transition="rssm", obs_shape=(3, 64, 64), deter_size=200, stoch_size=30,
+                    hidden_size=200, cnn_depth=32, min_std=0.1, free_nats=3.0)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def small(cls, **overrides: Any) -> "ModelConfig":
+        """A model a 2-core CPU trains in minutes (about 1/4 of PlaNet's compute per frame)."""
+        base = dict(transition="rssm", obs_shape=(3, 64, 64), deter_size=128, stoch_size=16,
+                    hidden_size=128, cnn_depth=16, min_std=0.1, free_nats=3.0)
+        return cls(**{**base, **overrides})
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists; `from_dict` restores them)."""
+        d = asdict(self)
+        d["obs_shape"] = list(self.obs_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of `to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys are {sorted(known)}")
+        d = dict(d)
+        if "obs_shape" in d:
+            d["obs_shape"] = tuple(d["obs_shape"])
+        return cls(**d)

@@ -1,0 +1,218 @@
+"""MPC evaluation: learned-model control against random actions and the true-simulator oracle.
+
+Protocol (DESIGN.md section 6): each episode is a dm_control episode of 1000 simulator steps;
+the agent sees only images. A learned-model agent filters every new image into the latent with
+the model's encoder, plans from there, applies the first action (the task's action repeat is
+inside the env) and warm-starts the next plan from the shifted one. The oracle runs the *same
+planner with the same settings* on the true simulator from the saved MuJoCo state, so
+`oracle_ratio = learned return / oracle return` says how much of the planner's reach the model
+keeps. Goal-region time is the E2C/PCC metric: the fraction of steps with |pole angle| under a
+tolerance (π/6 pendulum, π/10 cart-pole).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+# E2C / PCC goal regions (Levine et al. 2020, PCC, Appendix; Shu et al. 2020, PC3).
+GOAL_TOLERANCE = {"pendulum": math.pi / 6, "cartpole": math.pi / 10}
+
+
+def goal_tolerance(task: str) -> float | None:
+    """The goal-region half-width in radians for a task, or None where no angle defines one."""
+    return GOAL_TOLERANCE.get(task.split("-")[0])
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one evaluation; the planner's own settings come from `planner_overrides`."""
+
+    planner: str = "cem"
+    planner_overrides: dict[str, Any] = field(default_factory=dict)
+    horizon: int = 12  # PlaNet's planning horizon (Hafner et al. 2019, Table 3)
+    episodes: int = 10  # DESIGN.md section 6: at least 10 episodes per number
+    oracle_episodes: int | None = None  # None: as many as `episodes`; 0: skip the oracle
+    random_episodes: int = 0  # episodes of uniform random actions, the floor to beat
+    seed: int = 0
+    max_steps: int | None = None  # environment steps per episode; None = the full episode
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+
+
+@dataclass
+class EpisodeResult:
+    """What one evaluation episode produced."""
+
+    ret: float
+    goal_time: float | None
+    ms_per_action: float
+    steps: int
+    frames: list[np.ndarray] | None = None  # real frames [H, W, 3] uint8, when recorded
+    predicted: list[np.ndarray] | None = None  # the model's reconstruction of each frame
+
+
+class Agent(Protocol):
+    """Anything that turns observations into actions over one episode."""
+
+    def reset(self, obs: np.ndarray, env: Any) -> None: ...
+    def act(self) -> np.ndarray: ...
+    def observe(self, action: np.ndarray, obs: np.ndarray) -> None: ...
+
+
+def image_to_tensor(obs: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 [H, W, 3] -> float [1, 3, H, W] in [-0.5, 0.5], the model's input convention."""
+    if obs.dtype != np.uint8 or obs.ndim != 3:
+        raise ValueError(f"expected a uint8 image [H, W, 3], got {obs.dtype} {obs.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(obs)).to(device)
+    return (x.permute(2, 0, 1).float() / 255.0 - 0.5).unsqueeze(0)
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """float [3, H, W] in [-0.5, 0.5] -> uint8 [H, W, 3]."""
+    x = ((x.detach().float().cpu() + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    return x.permute(1, 2, 0).numpy()
+
+
+class RandomAgent:
+    """Uniform random actions in the action box: the floor every controller must beat."""
+
+    def __init__(self, action_dim: int, seed: int) -> None:
+        self.action_dim = action_dim
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, obs: np.ndarray, env: Any) -> None:
+        pass
+
+    def act(self) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+
+    def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
+        pass
+
+
+class LatentMPCAgent:
+    """MPC in the learned latent space: filter the image, plan from its latent, act, repeat."""
+
+    def __init__(self, model: Any, planner: Any, horizon: int, *, seed: int, device: str = "cpu",
+                 objective: Any = "reward", execute: int = 1, record_predictions: bool = False) -> None:
+        import planners
+
+        self.model, self.planner, self.horizon, self.device = model, planner, horizon, device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.problem = model.planning_problem(None, objective, horizon)
+        self.mpc = planners.MPC(planner, self.problem, execute=execute, generator=self.generator)
+        self.record_predictions = record_predictions
+        self.predicted: list[np.ndarray] = []
+        self.state = None
+
+    @torch.inference_mode()
+    def reset(self, obs: np.ndarray, env: Any) -> None:
+        self.mpc.reset()
+        self.predicted = []
+        self.state = self.model.filter_step(None, None, image_to_tensor(obs, self.device))
+        self._record()
+
+    @torch.inference_mode()
+    def act(self) -> np.ndarray:
+        start = self.model.to_vector(self.state)[0]  # [S]
+        with torch.enable_grad():  # iLQR differentiates the model; sampling planners ignore this
+            action = self.mpc.act(start)
+        return action.detach().float().cpu().numpy()
+
+    @torch.inference_mode()
+    def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
+        a = torch.as_tensor(action, dtype=torch.float32, device=self.device).unsqueeze(0)
+        self.state = self.model.filter_step(self.state, a, image_to_tensor(obs, self.device))
+        self._record()
+
+    def _record(self) -> None:
+        if self.record_predictions:
+            seq_features = self.model.decode_state(self.state)  # [1, 3, H, W]
+            self.predicted.append(tensor_to_image(seq_features[0]))
+
+
+class OracleAgent:
+    """The same planner on the true simulator: plans from the env's saved MuJoCo state."""
+
+    def __init__(self, planner: Any, horizon: int, *, seed: int) -> None:
+        self.planner, self.horizon = planner, horizon
+        self.generator = torch.Generator().manual_seed(seed)
+        self.env = None
+        self.mpc = None
+
+    def reset(self, obs: np.ndarray, env: Any) -> None:
+        import planners
+        from worldmodel.sim_problem import simulator_problem
+
+        self.env = env
+        self.mpc = planners.MPC(self.planner, simulator_problem(env, self.horizon), generator=self.generator)
+
+    def act(self) -> np.ndarray:
+        from worldmodel.sim_problem import oracle_state
+
+        action = self.mpc.act(oracle_state(self.env))
+        return action.detach().float().cpu().numpy()
+
+    def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
+        pass
+
+
+def run_episode(env: Any, agent: Agent, seed: int, *, max_steps: int | None = None,
+                record_frames: bool = False) -> EpisodeResult:
+    """One seeded episode of `agent` in `env`; returns its return, goal time and timing."""
+    obs, info = env.reset(seed=seed)
+    agent.reset(obs, env)
+    tol = goal_tolerance(env.name)
+    total, in_goal, steps, plan_s = 0.0, 0, 0, 0.0
+    frames = [obs] if record_frames else None
+    limit = env.max_steps if max_steps is None else min(max_steps, env.max_steps)
+    for _ in range(limit):
+        t0 = time.perf_counter()
+        action = agent.act()
+        plan_s += time.perf_counter() - t0
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        steps += 1
+        if tol is not None and abs(float(info["angle"])) < tol:
+            in_goal += 1
+        if record_frames:
+            frames.append(obs)
+        if terminated or truncated:
+            break
+        agent.observe(action, obs)
+    return EpisodeResult(ret=total, goal_time=None if tol is None else in_goal / steps,
+                         ms_per_action=1000.0 * plan_s / max(steps, 1), steps=steps, frames=frames,
+                         predicted=getattr(agent, "predicted", None) or None)
+
+
+def mean_stderr(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for a single value)."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        return float(x.mean()), 0.0
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def summarise(results: list[EpisodeResult]) -> dict[str, Any]:
+    """Per-episode returns and their mean ± standard error, goal time and planner ms/action."""
+    returns = [r.ret for r in results]
+    mean, stderr = mean_stderr(returns)
+    goal = [r.goal_time for r in results if r.goal_time is not None]
+    return {
+        "returns": returns,
+        "return_mean": mean,
+        "return_stderr": stderr,
+        "goal_time": float(np.mean(goal)) if goal else None,
+        "ms_per_action": float(np.median([r.ms_per_action for r in results])),
+        "steps_per_episode": int(np.median([r.steps for r in results])),
+    }

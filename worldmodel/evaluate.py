@@ -1,0 +1,165 @@
+"""`worldmodel evaluate`: MPC with a trained model, beside random actions and the oracle.
+
+Writes `<run>/eval/<planner>.json` with (keys other tools read; keep them) `return_mean`,
+`return_stderr`, `returns`, `goal_time`, `oracle_return_mean`, `oracle_ratio`, `ms_per_action`,
+`episodes`, `seed`, plus the oracle's and random actions' own summaries.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from worldmodel.atomic import atomic_write_json
+from worldmodel.control import (EvalConfig, LatentMPCAgent, OracleAgent, RandomAgent,
+                                run_episode, summarise)
+
+
+def run_task(run_dir: str | Path) -> dict[str, Any]:
+    """Task, image size and action repeat of the data a run was trained on."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(
+            f"{run_dir} holds no training run (no config.json); train one with "
+            f"`worldmodel train --data DIR --out {run_dir}`")
+    config = json.loads(config_path.read_text())
+    manifest = config.get("data_manifest")
+    if manifest is None:
+        data = Path(config["data"])
+        manifest = json.loads((data / "manifest.json").read_text())
+    return {"task": manifest["task"], "image_size": int(manifest["image_size"]),
+            "action_repeat": int(manifest["action_repeat"])}
+
+
+def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int,
+                   action_repeat: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a model's MPC on `task`, with the oracle and random baselines as configured."""
+    import envs
+    import planners
+
+    planner = planners.make(config.planner, **config.planner_overrides)
+    env = envs.make(task, image_size=image_size, action_repeat=action_repeat)
+    seeds = [config.seed * 1000 + i for i in range(config.episodes)]
+    n_oracle = config.episodes if config.oracle_episodes is None else config.oracle_episodes
+    jobs: list[tuple[str, int]] = [("learned", s) for s in seeds]
+    jobs += [("oracle", s) for s in seeds[:n_oracle]]
+    jobs += [("random", s) for s in seeds[:config.random_episodes]]
+    results: dict[str, list] = {"learned": [], "oracle": [], "random": []}
+    model.eval()
+    try:
+        bar = tqdm(jobs, desc=f"evaluate {task} ({config.planner})", disable=not progress, unit="ep")
+        for kind, seed in bar:
+            if kind == "learned":
+                agent = LatentMPCAgent(model, planner, config.horizon, seed=seed, device=config.device)
+            elif kind == "oracle":
+                agent = OracleAgent(planner, config.horizon, seed=seed)
+            else:
+                agent = RandomAgent(env.action_dim, seed)
+            results[kind].append(run_episode(env, agent, seed, max_steps=config.max_steps))
+            bar.set_postfix(kind=kind, ret=f"{results[kind][-1].ret:.0f}")
+    finally:
+        env.close()
+    out = summarise(results["learned"])
+    out.update(episodes=config.episodes, seed=config.seed, task=task, planner=config.planner,
+               horizon=config.horizon, planner_settings=_settings(planner),
+               max_steps=config.max_steps)
+    out["oracle"] = summarise(results["oracle"]) if results["oracle"] else None
+    out["oracle_return_mean"] = out["oracle"]["return_mean"] if out["oracle"] else None
+    out["oracle_episodes"] = len(results["oracle"])
+    out["oracle_ratio"] = (out["return_mean"] / out["oracle_return_mean"]
+                           if out["oracle_return_mean"] else None)
+    out["random"] = summarise(results["random"]) if results["random"] else None
+    out["machine"] = {"cpu": platform.processor() or platform.machine(),
+                      "threads": torch.get_num_threads(), "device": config.device}
+    return out
+
+
+def _settings(planner: Any) -> dict[str, Any]:
+    settings = getattr(planner, "config", None) or getattr(planner, "settings", None)
+    try:
+        return asdict(settings)
+    except TypeError:
+        return {}
+
+
+def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Load a run's latest checkpoint, evaluate it and write `<run>/eval/<planner>.json`."""
+    from worldmodel.checkpoint import load_model
+
+    run_dir = Path(run_dir)
+    task = run_task(run_dir)
+    model, _, _ = load_model(run_dir, device=config.device)
+    t0 = time.time()
+    out = evaluate_model(model, task["task"], config, image_size=task["image_size"],
+                         action_repeat=task["action_repeat"], progress=progress)
+    out["wall_seconds"] = time.time() - t0
+    atomic_write_json(run_dir / "eval" / f"{config.planner}.json", out)
+    return out
+
+
+def print_summary(out: dict[str, Any]) -> None:
+    def row(name: str, s: dict | None) -> str:
+        if not s:
+            return f"  {name:<10} (not run)"
+        goal = "" if s["goal_time"] is None else f"   goal time {s['goal_time']:.2f}"
+        return (f"  {name:<10} return {s['return_mean']:7.1f} ± {s['return_stderr']:5.1f} "
+                f"({len(s['returns'])} ep){goal}   {s['ms_per_action']:.0f} ms/action")
+
+    print(f"{out['task']} · planner {out['planner']} · horizon {out['horizon']}")
+    print(row("learned", out))
+    print(row("oracle", out["oracle"]))
+    print(row("random", out["random"]))
+    if out["oracle_ratio"] is not None:
+        print(f"  oracle ratio {out['oracle_ratio']:.2f}")
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="MPC with a trained model vs the true-simulator oracle")
+    p.add_argument("--run", required=True, help="run folder written by `worldmodel train`")
+    p.add_argument("--planner", default="cem", help="cem | random | mppi | ilqr")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--oracle-episodes", type=int, default=None, help="default: as many as --episodes; 0 skips")
+    p.add_argument("--random-episodes", type=int, default=0)
+    p.add_argument("--horizon", type=int, default=12)
+    p.add_argument("--max-steps", type=int, default=None, help="cut episodes short (env steps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="planner setting override, e.g. --set candidates=500 (repeatable)")
+    p.set_defaults(func=_command)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict, values parsed as JSON where they parse (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _command(args: argparse.Namespace) -> int:
+    from worldmodel.device import resolve_device
+
+    config = EvalConfig(planner=args.planner, planner_overrides=parse_overrides(args.set),
+                        horizon=args.horizon, episodes=args.episodes,
+                        oracle_episodes=args.oracle_episodes, random_episodes=args.random_episodes,
+                        seed=args.seed, max_steps=args.max_steps,
+                        device=str(resolve_device(args.device)))
+    out = evaluate(args.run, config)
+    print_summary(out)
+    print(f"wrote {Path(args.run) / 'eval' / (args.planner + '.json')}")
+    return 0

@@ -1,0 +1,324 @@
+"""WorldModel: the sequence-level conditional VAE and its evidence lower bound.
+
+Notation (batch.py alignment): o_t = images[:, t], a_t = actions[:, t] taken after o_t,
+r_t = rewards[:, t] arriving with o_{t+1}; t = 1..T (code index 0..T-1).
+
+    log p(o_{1:T}, r_{1:T-1} | a)  ≥  ELBO =
+        Σ_t E_q[log p_θ(o_t | z_t)]                              reconstruction
+      + Σ_{t<T} E_q[log p_θ(r_t | z_{t+1})]                      reward
+      − KL(q(z_1 | o_1) ‖ p(z_1))                                initial KL
+      − Σ_{t<T} E_q[KL(q(z_{t+1} | ·) ‖ p_ψ(z_{t+1} | z_t, a_t))]  dynamics KL
+
+with q(z_t | o_≤t, a_<t, z_{t−1}) the recurrent history encoder (worldmodel.transitions), samples
+reparameterised z = μ + σ ε and every KL in closed form. `loss` reports each term per time step
+(sequence sum / T, batch mean); "elbo" is the bound itself; "loss" adds the knobs (free nats, KL
+balancing, KL scale, reward weight, latent overshooting) and is what training minimises.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from worldmodel.config import ModelConfig
+from worldmodel.data.batch import Batch
+from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced, kl_gaussian,
+                                      standard_normal)
+from worldmodel.networks import ConvDecoder, ConvEncoder, mlp, vector_decoder, VectorEncoder
+from worldmodel.transitions import LatentSeq, LatentState, make_transition
+
+
+@dataclass(frozen=True)
+class GoalObjective:
+    """E2C's quadratic goal cost (Watter et al. 2015): (s − s_goal)ᵀQ(s − s_goal) + aᵀRa.
+
+    goal [S]; Q a float, a diagonal [S] or a matrix [S, S]; R likewise over actions [A].
+    """
+
+    goal: torch.Tensor
+    Q: Union[torch.Tensor, float] = 1.0
+    R: Union[torch.Tensor, float] = 0.0
+
+
+def _quadratic(x: torch.Tensor, weight: Union[torch.Tensor, float]) -> torch.Tensor:
+    """xᵀ W x per row of x [N, K]; W a float, diagonal [K] or matrix [K, K]. -> [N]"""
+    w = torch.as_tensor(weight, dtype=x.dtype, device=x.device)
+    if w.dim() == 2:
+        return torch.einsum("ni,ij,nj->n", x, w, x)
+    return (w * x * x).sum(-1)
+
+
+class WorldModel(nn.Module):
+    """Encoder, transition (prior + posterior), decoder and reward head; see the module docstring."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        act = cfg.activation
+        if cfg.is_image:
+            c, size, _ = cfg.obs_shape
+            self.encoder: nn.Module = ConvEncoder(c, size, cfg.cnn_depth, act)
+            embed = self.encoder.embed_size
+        else:
+            self.encoder = VectorEncoder(cfg.obs_shape[0], cfg.hidden_size, act)
+            embed = self.encoder.embed_size
+        self.transition = make_transition(cfg, embed)
+        s = self.transition.state_size
+        if cfg.decoder_kind == "conv":
+            self.decoder: nn.Module = ConvDecoder(s, cfg.obs_shape[0], cfg.obs_shape[1],
+                                                  cfg.cnn_depth, act)
+        else:
+            self.decoder = vector_decoder(cfg.decoder_kind, s, cfg.obs_shape[0],
+                                          cfg.hidden_size, act)
+        self.reward_head = (mlp([s, cfg.hidden_size, cfg.hidden_size, 1], act)
+                            if cfg.predict_reward else None)
+
+    # --- shapes and checks ---------------------------------------------------------------------
+    @property
+    def state_size(self) -> int:
+        """S, the flat planning state size (rssm: deter + stoch; others: stoch)."""
+        return self.transition.state_size
+
+    def _check_obs(self, x: torch.Tensor, name: str, lead: int) -> None:
+        """x must be float with `lead` leading dims then cfg.obs_shape."""
+        want = ("B", "T")[:lead] + self.cfg.obs_shape
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a tensor {list(want)}, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} has dtype {x.dtype}; the model expects float images in "
+                             f"[-0.5, 0.5]: convert with x.float() / 255 - 0.5")
+        if x.dim() != lead + len(self.cfg.obs_shape) or tuple(x.shape[lead:]) != self.cfg.obs_shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {list(want)} with "
+                             f"obs_shape {self.cfg.obs_shape} from the ModelConfig")
+
+    def _check_actions(self, actions: torch.Tensor, lead: tuple[int, ...], images_shape,
+                       name: str = "actions") -> None:
+        a = self.cfg.action_dim
+        if actions.dim() != len(lead) + 1 or actions.shape[-1] != a:
+            raise ValueError(f"{name} has shape {tuple(actions.shape)}, expected "
+                             f"[{', '.join(map(str, lead))}, {a}] (action_dim={a} from the config)")
+        if tuple(actions.shape[:-1]) != lead:
+            raise ValueError(f"{name} shape {tuple(actions.shape)} does not match the leading "
+                             f"dims of images shape {tuple(images_shape)}; B and T must agree")
+
+    # --- the networks, batched over every frame ----------------------------------------------
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Frame embeddings e [B, T, E]; one batched encoder call over all B·T frames."""
+        b, t = images.shape[:2]
+        return self.encoder(images.flatten(0, 1)).unflatten(0, (b, t))
+
+    def decode(self, seq: LatentSeq) -> torch.Tensor:
+        """Observation means [B, T, *obs_shape] from the features [deter, z]."""
+        f = seq.vector()  # [B, T, S]
+        return self.decoder(f.flatten(0, 1)).unflatten(0, f.shape[:2])
+
+    def predict_reward(self, seq: LatentSeq) -> torch.Tensor:
+        """Reward means [B, T]; by the alignment, features of z_{t+1} predict r_t."""
+        if self.reward_head is None:
+            raise ValueError("this model has no reward head (ModelConfig.predict_reward=False)")
+        return self.reward_head(seq.vector()).squeeze(-1)
+
+    # --- inference -----------------------------------------------------------------------------
+    def observe(self, images: torch.Tensor, actions: torch.Tensor,
+                start: Optional[LatentState] = None, generator: Optional[torch.Generator] = None,
+                sample: bool = True) -> LatentSeq:
+        """Filtering posterior q(z_t | o_≤t, a_<t, z_{t−1}) for t = 1..T: images [B, T, ...],
+        actions [B, T, A] (a_t follows o_t; the last one is unused). sample=False uses means."""
+        self._check_obs(images, "images", 2)
+        self._check_actions(actions, tuple(images.shape[:2]), images.shape)
+        b, t = images.shape[:2]
+        embed = self.encode(images)  # [B, T, E]
+        if start is None:
+            prev_actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
+            state = self.transition.initial_state(b, embed)
+        else:  # continue a filter: `start` is z_0, actions[:, 0] is the action that followed it
+            prev_actions, state = actions, start
+        ctx, history = self.transition.context(embed, prev_actions, state.history)  # [B, T, K]
+        noise = (standard_normal((t, b, self.cfg.stoch_size), embed, generator)
+                 if sample else [None] * t)
+        states = []
+        for i in range(t):
+            state = self.transition.posterior_step(state, prev_actions[:, i], ctx[:, i], noise[i])
+            states.append(state)
+        seq = LatentSeq.stack(states)
+        seq.history = history
+        return seq
+
+    def filter_step(self, state: Optional[LatentState], prev_action: Optional[torch.Tensor],
+                    image: torch.Tensor, generator: Optional[torch.Generator] = None,
+                    sample: bool = False) -> LatentState:
+        """One MPC filtering step: fold image [B, ...] (seen after prev_action [B, A]) into state.
+
+        state=None starts a new episode (prev_action is then ignored). Uses the posterior mean
+        unless sample=True, so control is deterministic given the images.
+        """
+        self._check_obs(image, "image", 1)
+        b = image.shape[0]
+        if state is None or prev_action is None:
+            state = None
+            prev_action = image.new_zeros(b, self.cfg.action_dim)
+        self._check_actions(prev_action, (b,), image.shape, "prev_action")
+        seq = self.observe(image.unsqueeze(1), prev_action.unsqueeze(1), start=state,
+                           generator=generator, sample=sample)
+        return seq.last()
+
+    def imagine(self, state: LatentState, actions: torch.Tensor, sample: bool = True,
+                generator: Optional[torch.Generator] = None) -> LatentSeq:
+        """Open-loop prior rollout: from z_t and actions a_t..a_{t+H−1} [B, H, A], the H next
+        states z_{t+1..t+H}. sample=False follows the prior means (deterministic)."""
+        b = state.mean.shape[0]
+        if actions.dim() != 3 or actions.shape[0] != b or actions.shape[2] != self.cfg.action_dim:
+            raise ValueError(f"actions has shape {tuple(actions.shape)}, expected [B, H, "
+                             f"{self.cfg.action_dim}] with B = {b} from the state "
+                             f"(mean shape {tuple(state.mean.shape)})")
+        states = []
+        for i in range(actions.shape[1]):
+            noise = (standard_normal(tuple(state.mean.shape), state.mean, generator)
+                     if sample else None)
+            state = self.transition.step(state, actions[:, i], noise)
+            states.append(state)
+        return LatentSeq.stack(states)
+
+    # --- the bound -----------------------------------------------------------------------------
+    def elbo_terms(self, batch: Batch, generator: Optional[torch.Generator] = None
+                   ) -> tuple[dict[str, torch.Tensor], LatentSeq, tuple[torch.Tensor, ...]]:
+        """Per-sequence ELBO terms, each [B] and summed over time (see module docstring).
+
+        Returns (terms, posterior, (prior_mean, prior_std)) so `loss` can add knobs without
+        recomputing. terms: recon_nll, reward_nll, kl_init, kl_dyn, elbo, and kl_steps [B, T].
+        """
+        images, actions = batch.images, batch.actions
+        post = self.observe(images, actions, generator=generator)
+        prev_actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
+        prior_mean, prior_std = self.transition.priors(post, prev_actions)  # [B, T, Z]
+
+        obs_dims = len(self.cfg.obs_shape)
+        recon_nll = -gaussian_log_prob(images, self.decode(post), self.cfg.obs_std,
+                                       obs_dims).sum(1)  # [B]
+        if self.reward_head is not None:
+            if tuple(batch.rewards.shape) != tuple(images.shape[:2]):
+                raise ValueError(f"rewards shape {tuple(batch.rewards.shape)} does not match "
+                                 f"images shape {tuple(images.shape)}; expected [B, T]")
+            reward_nll = -gaussian_log_prob(batch.rewards[:, :-1], self.predict_reward(post[1:]),
+                                            self.cfg.reward_std, 0).sum(1)  # [B]
+        else:
+            reward_nll = torch.zeros_like(recon_nll)
+        kl_steps = kl_gaussian(post.mean, post.std, prior_mean, prior_std)  # [B, T]
+        terms = dict(recon_nll=recon_nll, reward_nll=reward_nll, kl_init=kl_steps[:, 0],
+                     kl_dyn=kl_steps[:, 1:].sum(1), kl_steps=kl_steps)
+        terms["elbo"] = -(recon_nll + reward_nll + terms["kl_init"] + terms["kl_dyn"])
+        return terms, post, (prior_mean, prior_std)
+
+    def loss(self, batch: Batch, generator: Optional[torch.Generator] = None
+             ) -> dict[str, torch.Tensor]:
+        """Scalars per time step: "loss" (minimise), "elbo" (the bound), and each term."""
+        cfg = self.cfg
+        terms, post, (prior_mean, prior_std) = self.elbo_terms(batch, generator)
+        t = batch.images.shape[1]
+        per_step = {k: v.mean() / t for k, v in terms.items() if k != "kl_steps"}
+        out = {"elbo": per_step["elbo"], "recon_nll": per_step["recon_nll"],
+               "reward_nll": per_step["reward_nll"], "kl_init": per_step["kl_init"],
+               "kl_dyn": per_step["kl_dyn"], "kl": per_step["kl_init"] + per_step["kl_dyn"]}
+        if cfg.kl_balance is None:
+            kl_train = terms["kl_steps"]
+        else:
+            kl_train = kl_balanced(post.mean, post.std, prior_mean, prior_std, cfg.kl_balance)
+        kl_knob = free_nats(kl_train, cfg.free_nats).mean()  # per step, batch mean
+        loss = out["recon_nll"] + cfg.reward_weight * out["reward_nll"] + cfg.kl_scale * kl_knob
+        if cfg.overshooting_distance >= 2:
+            out["overshooting_kl"] = self.overshooting_kl(post, batch.actions, generator)
+            loss = loss + cfg.overshooting_kl_scale * out["overshooting_kl"]
+        out["loss"] = loss
+        return out
+
+    def overshooting_kl(self, post: LatentSeq, actions: torch.Tensor,
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Latent overshooting (PlaNet, Sec. 3): mean over d = 2..D of the KL between the
+        (stop-gradient) posterior at t+d and the d-step open-loop prior from the posterior at t,
+        free nats applied per step; all start times t are rolled out as one batch."""
+        cfg = self.cfg
+        b, t = post.mean.shape[:2]
+        if t < 3:
+            return post.mean.new_zeros((), dtype=torch.float32)
+        starts = torch.arange(t - 1, device=actions.device)  # t = 0..T-2
+        state = post[:-1].flat()  # [B·(T-1)]
+        target = post.detach()
+        total, count = post.mean.new_zeros((), dtype=torch.float32), 0
+        for d in range(1, min(cfg.overshooting_distance, t - 1) + 1):
+            act = actions[:, (starts + d - 1).clamp(max=t - 1)].flatten(0, 1)  # [B·(T-1), A]
+            noise = standard_normal(tuple(state.mean.shape), state.mean, generator)
+            state = self.transition.step(state, act, noise)
+            if d < 2:
+                continue
+            idx = (starts + d).clamp(max=t - 1)
+            valid = (starts + d <= t - 1).to(torch.float32)  # [T-1]
+            kl = kl_gaussian(target.mean[:, idx].flatten(0, 1), target.std[:, idx].flatten(0, 1),
+                             state.mean, state.std).unflatten(0, (b, t - 1))  # [B, T-1]
+            total = total + (free_nats(kl, cfg.free_nats) * valid).sum(1).mean() / t
+            count += 1
+        return total / max(count, 1)
+
+    # --- planning ------------------------------------------------------------------------------
+    def to_vector(self, state: LatentState, use_mean: bool = True) -> torch.Tensor:
+        """Flat planning state [B, S] = [deter, z] (posterior mean by default)."""
+        return state.vector(use_mean=use_mean)
+
+    def from_vector(self, v: torch.Tensor) -> LatentState:
+        """A point LatentState from a flat [B, S] (inverse of to_vector)."""
+        if v.shape[-1] != self.state_size:
+            raise ValueError(f"state vector has shape {tuple(v.shape)}, expected [..., "
+                             f"{self.state_size}] (state_size of this model)")
+        return self.transition.from_vector(v)
+
+    def planning_problem(self, start: Union[torch.Tensor, LatentState, None],
+                         objective: Union[str, GoalObjective], horizon: int,
+                         action_low: Union[torch.Tensor, float] = -1.0,
+                         action_high: Union[torch.Tensor, float] = 1.0,
+                         action_penalty: float = 0.0, exact_jacobians: bool = True):
+        """A planners.Problem over flat states s [N, S] stepping the prior mean deterministically.
+
+        objective "reward": running_cost(s, a) = −r̂(s) + action_penalty·|a|², terminal −r̂(s_H)
+        (r̂(s_t) predicts the reward of a_{t−1}, so the t = 0 term is a harmless constant).
+        GoalObjective: E2C's quadratic cost. For locally_linear, `jacobians` are supplied:
+        the true Jacobians of `step` (exact_jacobians=True) or E2C's (A, B) linearisation.
+        `start` (vector [S] / [1, S] or LatentState) only checks the size; the planner takes the
+        start state itself, e.g. model.to_vector(state)[0].
+        """
+        from planners import Problem  # planners depends on torch only; import lazily
+
+        if isinstance(start, LatentState):
+            start = self.to_vector(start)
+        if start is not None and start.shape[-1] != self.state_size:
+            raise ValueError(f"start has shape {tuple(start.shape)}, expected [{self.state_size}]")
+
+        def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            return self.transition.step(self.transition.from_vector(s), a).vector(use_mean=True)
+
+        if objective == "reward":
+            if self.reward_head is None:
+                raise ValueError("objective 'reward' needs a reward head (predict_reward=True)")
+
+            def reward(s: torch.Tensor) -> torch.Tensor:
+                return self.reward_head(s).squeeze(-1)
+
+            def running(s, a):
+                return -reward(s) + action_penalty * (a * a).sum(-1)
+
+            terminal = lambda s: -reward(s)  # noqa: E731
+        elif isinstance(objective, GoalObjective):
+            goal = objective.goal.reshape(-1)
+            if goal.numel() != self.state_size:
+                raise ValueError(f"goal has {goal.numel()} entries, expected {self.state_size}")
+            running = lambda s, a: (_quadratic(s - goal.to(s), objective.Q)  # noqa: E731
+                                    + _quadratic(a, objective.R))
+            terminal = lambda s: _quadratic(s - goal.to(s), objective.Q)  # noqa: E731
+        else:
+            raise ValueError(f"objective must be 'reward' or a GoalObjective, got {objective!r}")
+        jac = None
+        if self.cfg.transition == "locally_linear":
+            jac = lambda s, a: self.transition.jacobians(s, a, exact=exact_jacobians)  # noqa: E731
+        return Problem(step=step, running_cost=running, terminal_cost=terminal, horizon=horizon,
+                       action_low=action_low, action_high=action_high,
+                       action_dim=self.cfg.action_dim, jacobians=jac)

@@ -1,0 +1,379 @@
+"""Training a world model: seeded Adam on chunks of episodes, with resumable run folders.
+
+One update (notation of worldmodel.data.batch: B chunks of L steps):
+    batch ~ sampler                          images [B, L, C, H, W], actions [B, L, A], rewards [B, L]
+    terms = model.loss(batch)                {"loss": scalar to minimise, "elbo": ..., "kl": ...}
+    g = ∇ terms["loss"]; g ← g · min(1, c / ‖g‖)          (global norm clipping at c = grad_clip)
+    θ ← Adam(θ, g; lr, eps)
+Every term is checked for NaN/inf before the parameters change, so a diverged run stops with the
+last good checkpoint intact. frames/s = B × L × processes / seconds per update.
+
+Reproducibility: the model is initialised from torch seed `seed`; the model's sampling noise and
+the chunk sampler draw from per-process streams (`distributed.rank_seeds`). All of it lives in
+the checkpoint, so `resume=True` continues bit for bit on the same machine. The global torch RNG
+is used inside `torch.random.fork_rng`, so the caller's RNG state is untouched.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worldmodel import checkpoint as ckpt
+from worldmodel import distributed as dist
+from worldmodel.device import DEVICES, autocast, check_precision, resolve_device
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run. Defaults follow PlaNet (Hafner et al. 2019, Appendix A)."""
+
+    steps: int = 20_000  # total updates of the run (resume=True may raise it to train longer)
+    batch_size: int = 50  # B chunks per update and process; PlaNet
+    chunk_length: int = 50  # L steps per chunk; PlaNet
+    lr: float = 1e-3  # Adam learning rate; PlaNet
+    adam_eps: float = 1e-4  # Adam epsilon; PlaNet
+    grad_clip: float = 1000.0  # max global gradient norm; PlaNet
+    seed: int = 0
+    checkpoint_every: int = 1000  # updates between checkpoints (one is also written at exit)
+    log_every: int = 100  # updates per metrics.jsonl record (terms averaged over them)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "float32"  # float32 | bfloat16 (autocast of the forward pass)
+    quantize_bits: int | None = 5  # image bit depth with dequantisation noise; PlaNet (None = 8 bit)
+    channels_last: bool = False  # conv weights in NHWC layout (a GPU speed knob; same maths)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "chunk_length", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not self.adam_eps > 0 or not self.grad_clip > 0:
+            raise ValueError(f"lr, adam_eps and grad_clip must be > 0, got {self.lr}, {self.adam_eps}, "
+                             f"{self.grad_clip}")
+        check_precision(self.precision)
+        if str(self.device).split(":")[0] not in DEVICES:
+            raise ValueError(f"TrainConfig.device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+
+    @classmethod
+    def planet(cls, **overrides: Any) -> "TrainConfig":
+        """PlaNet's optimisation (Hafner et al. 2019): B = L = 50, Adam 1e-3 / eps 1e-4, clip 1000."""
+        return cls(**overrides)
+
+    @classmethod
+    def small(cls, **overrides: Any) -> "TrainConfig":
+        """Short chunks and small batches that a 2-core CPU trains in minutes."""
+        base = dict(steps=2000, batch_size=16, chunk_length=32, checkpoint_every=500, log_every=50)
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
+
+
+# Settings that may differ when a run is resumed: they change how long or where it runs, not
+# what it computes.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or the gradient norm became NaN/inf; the parameters were not updated."""
+
+
+class _LossModule(torch.nn.Module):
+    """`model.loss` as a forward pass, so DistributedDataParallel sees (and syncs) the call."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch, generator=generator)
+
+
+class Trainer:
+    """Model, optimiser and sampler of one process, and the update step.
+
+    Construct inside `torch.random.fork_rng` (as `train` does): it seeds the global torch RNG.
+    """
+
+    def __init__(self, model_config: Any, config: TrainConfig, data_path: str | Path, *,
+                 info: dist.DistInfo = dist.DistInfo()):
+        from worldmodel import WorldModel
+        from worldmodel.data import ChunkSampler, EpisodeDataset
+
+        self.config, self.model_config, self.info = config, model_config, info
+        self.device = resolve_device(config.device, local_rank=info.local_rank)
+        self.dataset = EpisodeDataset(data_path)
+        _check_data_fits_model(self.dataset, model_config, data_path)
+        torch_seed, sampler_seed = dist.rank_seeds(config.seed, info.rank)
+        torch.manual_seed(config.seed)  # the same initial parameters on every process
+        self.model = WorldModel(model_config).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # The model's sampling noise ε comes from this process's own generator (checkpointed).
+        self.noise = torch.Generator(device=self.device).manual_seed(torch_seed)
+        torch.manual_seed(torch_seed)  # and the global one, for any module that draws from it
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=config.adam_eps)
+        self.sampler = ChunkSampler(self.dataset, config.batch_size, config.chunk_length, seed=sampler_seed,
+                                    quantize_bits=config.quantize_bits, device=self.device)
+        self.forward: torch.nn.Module = _LossModule(self.model)
+        if info.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids)
+        self.step = 0
+        self.frames_per_update = config.batch_size * config.chunk_length * info.world_size
+
+    def train_step(self, stop_requested: bool = False) -> tuple[dict[str, float], bool]:
+        """One update. Returns (terms averaged over processes incl. grad_norm, whether any process
+        asked to stop). Raises NonFiniteLossError before touching the parameters."""
+        batch = self.sampler.sample()
+        self.model.train()
+        with autocast(self.device, self.config.precision):
+            terms = self.forward(batch, self.noise)
+        if "loss" not in terms:
+            raise KeyError(f"model.loss(batch) must return a dict with key 'loss'; got keys {sorted(terms)}")
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        names = [*terms, "grad_norm"]
+        values = torch.stack([_scalar(name, terms[name]) for name in terms] + [grad_norm.detach().float(),
+                              torch.tensor(float(stop_requested), device=grad_norm.device)])
+        values = dist.all_reduce_sum(values, self.info)  # one collective: every process decides alike
+        values = values.tolist()  # the one host sync per update
+        stop = values.pop() > 0
+        result = {name: v / self.info.world_size for name, v in zip(names, values)}
+        for name, v in result.items():
+            if v != v or v in (float("inf"), float("-inf")):
+                raise NonFiniteLossError(f"training diverged at step {self.step + 1}: {name} = {v}; the "
+                                         f"parameters were not updated and the last checkpoint (step "
+                                         f"<= {self.step}) is intact. Try a lower lr or grad_clip.")
+        self.optimizer.step()
+        self.step += 1
+        return result, stop
+
+    def state(self) -> dict[str, Any]:
+        """This process's RNG streams (checkpointed per rank)."""
+        return {**ckpt.rng_state(self.device), "noise": self.noise.get_state(),
+                "sampler": self.sampler.state_dict()}
+
+    def load_state(self, checkpoint: dict[str, Any]) -> None:
+        """Restore parameters, optimiser, step and this process's RNG streams."""
+        if int(checkpoint["world_size"]) != self.info.world_size:
+            raise ckpt.CheckpointError(
+                f"the checkpoint was written by {checkpoint['world_size']} processes but this run has "
+                f"{self.info.world_size}; resume with the same torchrun --nproc_per_node (each process "
+                "continues its own random streams)")
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.step = int(checkpoint["step"])
+        mine = checkpoint["ranks"][self.info.rank]
+        ckpt.set_rng_state(mine, self.device)
+        self.noise.set_state(mine["noise"])
+        self.sampler.load_state_dict(mine["sampler"])
+
+
+def _scalar(name: str, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.numel() != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"model.loss term {name!r} must be a scalar tensor, got {shape}")
+    return x.detach().float().reshape(())
+
+
+def _check_data_fits_model(dataset: Any, model_config: Any, data_path: str | Path) -> None:
+    m = dataset.manifest
+    if int(m["action_dim"]) != int(model_config.action_dim):
+        raise ValueError(f"the data at {data_path} has action_dim {m['action_dim']} but the model config "
+                         f"has action_dim {model_config.action_dim}; build the ModelConfig with "
+                         f"action_dim={m['action_dim']}")
+    size = m["image_size"]
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(model_config.obs_shape[1:]) != hw:
+        raise ValueError(f"the data at {data_path} has {hw[0]}x{hw[1]} images but the model config has "
+                         f"obs_shape {tuple(model_config.obs_shape)}; use obs_shape=(3, {hw[0]}, {hw[1]})")
+
+
+class _StopSignal:
+    """Ctrl-C / SIGTERM while training: finish the update, save a checkpoint, then raise
+    KeyboardInterrupt. A second Ctrl-C interrupts at once (the checkpoint on disk stays whole)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_StopSignal":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _conflicts(stored: dict[str, Any], given: dict[str, Any], what: str, allowed: tuple[str, ...] = ()) -> None:
+    for key, value in given.items():
+        if key not in allowed and stored.get(key) != value:
+            raise ValueError(f"cannot resume: {what}.{key} differs from the run's: the run has "
+                             f"{stored.get(key)!r}, this call gives {value!r}; leave it out (the run's "
+                             "settings are used on resume) or start a new run in another folder")
+
+
+def _settle_run(model_config: Any, config: TrainConfig | None, data_path: str | Path | None,
+                out_dir: Path, resume: bool) -> tuple[Any, TrainConfig, Path, dict[str, Any]]:
+    """The run's (model config, train config, data path, config.json), checking that a resume
+    agrees with the folder and that a fresh run does not overwrite one."""
+    from worldmodel import ModelConfig
+
+    have_ckpt = (out_dir / ckpt.CHECKPOINT_FILE).is_file()
+    if not resume:
+        if have_ckpt:
+            raise FileExistsError(f"{out_dir} already holds a training run ({ckpt.CHECKPOINT_FILE}); "
+                                  "continue it with resume=True (--resume) or choose another --out")
+        if model_config is None or config is None or data_path is None:
+            raise ValueError("a new run needs model_config, train_config and data_path "
+                             "(only resume=True reads them from the run folder)")
+        return model_config, config, Path(data_path), {}
+    if not have_ckpt or not (out_dir / ckpt.CONFIG_FILE).is_file():
+        raise ckpt.CheckpointError(f"cannot resume: {out_dir} holds no run (needs {ckpt.CONFIG_FILE} and "
+                                   f"{ckpt.CHECKPOINT_FILE}); start one without --resume")
+    stored = ckpt.read_run_config(out_dir)
+    if model_config is not None:
+        _conflicts(stored["model"], model_config.to_dict(), "model")
+    if config is not None:
+        _conflicts(stored["train"], config.to_dict(), "train", RESUMABLE_CHANGES)
+    if data_path is not None and Path(data_path).resolve() != Path(stored["data"]).resolve():
+        _conflicts({"data": stored["data"]}, {"data": str(Path(data_path).resolve())}, "run")
+    return (ModelConfig.from_dict(stored["model"]), config or TrainConfig.from_dict(stored["train"]),
+            Path(stored["data"]), stored)
+
+
+def train(model_config: Any, train_config: TrainConfig | None, data_path: str | Path | None,
+          out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or, with resume=True, continue) a run in `out_dir`; returns the last metrics record.
+
+    Writes out_dir/config.json, checkpoint.pt (every `checkpoint_every` updates and at exit,
+    Ctrl-C included) and metrics.jsonl. Under `torchrun --nproc_per_node=K` the same call trains
+    with DistributedDataParallel (see worldmodel.distributed). On resume, model_config,
+    train_config and data_path may be None (taken from the folder); given ones must agree with
+    it except for `RESUMABLE_CHANGES`.
+    """
+    out_dir = Path(out_dir)
+    info = dist.from_environment()
+    model_config, config, data_path, run_config = _settle_run(model_config, train_config, data_path,
+                                                              out_dir, resume)
+    device = resolve_device(config.device, local_rank=info.local_rank)
+    created = dist.init_process_group(info, device)
+    try:
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+            return _train(model_config, config, data_path, out_dir, run_config, info, progress, resume)
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Path,
+           run_config: dict[str, Any], info: dist.DistInfo, progress: bool, resume: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from worldmodel.metrics_log import MetricsLog, MetricsWindow, read_metrics
+
+    trainer = Trainer(model_config, config, data_path, info=info)
+    window, wall_before = MetricsWindow(), 0.0
+    if resume:
+        state = ckpt.load_checkpoint(out_dir / ckpt.CHECKPOINT_FILE, map_location=trainer.device)
+        trainer.load_state(state)
+        window, wall_before = MetricsWindow(state["log_window"]), float(state["wall_time"])
+    if info.is_main:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        run_config = {**run_config, "model": model_config.to_dict(), "train": config.to_dict(),
+                      "data": str(data_path.resolve()), "data_manifest": trainer.dataset.manifest,
+                      "world_size": info.world_size, "versions": ckpt.versions()}
+        run_config.setdefault("created", now)
+        if resume:
+            run_config["resumed"] = [*run_config.get("resumed", []), {"at": now, "step": trainer.step}]
+        ckpt.write_run_config(out_dir, run_config)
+    start = time.perf_counter()
+    saved_step = trainer.step if resume else -1
+
+    def save() -> None:
+        nonlocal saved_step
+        ranks = dist.gather_objects(trainer.state(), info)  # collective: every process calls it
+        if info.is_main:
+            ckpt.save_checkpoint(out_dir / ckpt.CHECKPOINT_FILE, {
+                "step": trainer.step, "model": trainer.model.state_dict(),
+                "optimizer": trainer.optimizer.state_dict(), "model_config": model_config.to_dict(),
+                "train_config": config.to_dict(), "world_size": info.world_size, "ranks": ranks,
+                "log_window": window.state(), "wall_time": wall_before + time.perf_counter() - start})
+        saved_step = trainer.step
+
+    log = MetricsLog(out_dir, enabled=info.is_main, keep_until=trainer.step if resume else None)
+    bar = tqdm(total=config.steps, initial=trainer.step, disable=not (progress and info.is_main),
+               unit="step", dynamic_ncols=True)
+    last: dict[str, Any] = {}
+    stop = False
+    try:
+        with _StopSignal() as signal_flag:
+            while trainer.step < config.steps and not stop:
+                t0 = time.perf_counter()
+                terms, stop = trainer.train_step(signal_flag.requested)
+                seconds = time.perf_counter() - t0
+                window.add(terms, seconds)
+                if trainer.step % config.log_every == 0:
+                    last = window.record(trainer.step, trainer.frames_per_update,
+                                         wall_before + time.perf_counter() - start)
+                    log.write(last)
+                    window = MetricsWindow()
+                bar.update(1)
+                bar.set_postfix(_postfix(terms, trainer.frames_per_update / seconds), refresh=False)
+                if trainer.step % config.checkpoint_every == 0:
+                    save()
+            if window.count:  # a partial window at exit is logged; the checkpoint keeps its sums
+                last = window.record(trainer.step, trainer.frames_per_update,
+                                     wall_before + time.perf_counter() - start)
+                log.write(last)
+            if saved_step != trainer.step:
+                save()
+    finally:
+        bar.close()
+        log.close()
+    if stop:
+        raise KeyboardInterrupt(f"training interrupted after step {trainer.step}; checkpoint saved in "
+                                f"{out_dir}; continue with resume=True (--resume)")
+    if not last and (out_dir / "metrics.jsonl").exists():
+        records = read_metrics(out_dir)
+        last = records[-1] if records else {}
+    return last or {"step": trainer.step}
+
+
+def _postfix(terms: dict[str, float], fps: float) -> dict[str, str]:
+    shown = {"fps": f"{fps:.0f}"}
+    for name in ("loss", "recon_nll", "reward_nll", "kl"):
+        if name in terms:
+            shown[name] = f"{terms[name]:.3g}"
+    return shown
+
+
+__all__ = ["NonFiniteLossError", "RESUMABLE_CHANGES", "TrainConfig", "Trainer", "train"]

@@ -1,0 +1,137 @@
+"""`worldmodel visualize`: what a trained model learned, as pictures a person reads at a glance.
+
+For a run and a set of held-out episodes it writes: the latent geometry coloured by the true
+state with the R² of a linear and a k-NN map from latent to state (does the latent unfold the
+state space?), an open-loop prediction strip (true frames over predicted ones after a few
+context frames), the training curves, and a video of true beside predicted frames.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodel.atomic import atomic_write_json
+
+CONTEXT_FRAMES = 5  # frames the encoder filters before the open-loop prediction starts
+PREDICTION_HORIZON = 25
+
+
+def episode_tensors(episode: Any, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """An episode as model inputs: images [1, T+1, 3, H, W] in [-0.5, 0.5], actions [1, T+1, A].
+
+    The final observation has no action after it; a zero action pads it (batch.py convention:
+    actions[:, t] follows o_t, so the pad is never used to explain an observation).
+    """
+    images = torch.from_numpy(episode.images).to(device).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+    actions = torch.from_numpy(episode.actions).to(device)
+    actions = torch.cat([actions, torch.zeros_like(actions[:1])], dim=0)
+    return images.unsqueeze(0), actions.unsqueeze(0)
+
+
+@torch.no_grad()
+def heldout_latents(model: Any, dataset: Any, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Filtered posterior latents [N, S] of every held-out frame and the true states [N, D]."""
+    latents, states = [], []
+    for i in range(len(dataset)):
+        episode = dataset[i]
+        images, actions = episode_tensors(episode, device)
+        post = model.observe(images, actions)
+        latents.append(post.vector()[0].float().cpu().numpy())
+        states.append(episode.states)
+    return np.concatenate(latents), np.concatenate(states)
+
+
+@torch.no_grad()
+def open_loop_frames(model: Any, episode: Any, *, context: int = CONTEXT_FRAMES,
+                     horizon: int = PREDICTION_HORIZON, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """True frames and the model's frames [context + horizon, H, W, 3] uint8, open loop after `context`."""
+    from worldmodel.control import tensor_to_image
+
+    horizon = min(horizon, episode.length + 1 - context)
+    images, actions = episode_tensors(episode, device)
+    post = model.observe(images[:, :context], actions[:, :context])
+    # actions[:, context-1] leads from the last context frame to the first predicted one.
+    prior = model.imagine(post.last(), actions[:, context - 1:context - 1 + horizon])
+    recon = torch.cat([model.decode(post), model.decode(prior)], dim=1)[0]  # [context+horizon, 3, H, W]
+    true = episode.images[: context + horizon]
+    return true, np.stack([tensor_to_image(x) for x in recon])
+
+
+def angle_colours(task: str, states: np.ndarray) -> dict[str, np.ndarray]:
+    """Named colourings of the held-out points: the pole angle and its velocity where there is a pole."""
+    family = task.split("-")[0]
+    if family == "pendulum":
+        return {"angle": _wrap(states[:, 0]), "angular velocity": states[:, 1]}
+    if family == "cartpole":
+        return {"pole angle": _wrap(states[:, 1]), "cart position": states[:, 0],
+                "pole angular velocity": states[:, 3]}
+    return {f"state[{i}]": states[:, i] for i in range(min(states.shape[1], 3))}
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str | Path, *,
+                        task: str, device: str = "cpu") -> dict[str, Any]:
+    """Write the geometry, prediction, curve and video files into `out`; returns R² and paths."""
+    from worldmodel.geometry import latent_r2, state_targets
+    from worldmodel import viz
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    latents, states = heldout_latents(model, heldout, device)
+    targets = state_targets(task, states)
+    r2 = {"linear": float(np.mean(latent_r2(latents, targets, method="linear"))),
+          "knn": float(np.mean(latent_r2(latents, targets, method="knn")))}
+    written = {"geometry": viz.plot_latent_geometry(latents, angle_colours(task, states),
+                                                    out / "latent_geometry.png",
+                                                    title=f"{task}: held-out latents", r2=r2)}
+    true, predicted = open_loop_frames(model, heldout[0], device=device)
+    written["prediction"] = viz.plot_prediction_strip(true, predicted, out / "open_loop_prediction.png",
+                                                      context=CONTEXT_FRAMES)
+    written["video"] = viz.write_video(viz.side_by_side(true, predicted), out / "open_loop_prediction.mp4", fps=10)
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if metrics.exists():
+        written["curves"] = viz.plot_training_curves(metrics, out / "training_curves.png")
+    return {"latent_r2": r2["linear"], "latent_r2_knn": r2["knn"],
+            "files": {k: str(v) for k, v in written.items() if v is not None}}
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="latent geometry, open-loop predictions, curves and video of a run")
+    p.add_argument("--run", required=True, help="run folder written by `worldmodel train`")
+    p.add_argument("--heldout", default=None,
+                   help="dataset folder of held-out episodes (default: collect 3 new random ones)")
+    p.add_argument("--out", default=None, help="where the pictures go (default: <run>/pictures)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    from worldmodel.checkpoint import load_model
+    from worldmodel.data import EpisodeDataset
+    from worldmodel.evaluate import run_task
+
+    run = Path(args.run)
+    task = run_task(run)
+    model, _, _ = load_model(run, device=args.device)
+    out = Path(args.out) if args.out else run / "pictures"
+    if args.heldout:
+        heldout = EpisodeDataset(args.heldout)
+    else:
+        from worldmodel.collect import collect
+
+        heldout = collect(task["task"], 3, out / "heldout", seed=12345, image_size=task["image_size"],
+                          action_repeat=task["action_repeat"])
+    result = render_run_pictures(model, run, heldout, out, task=task["task"], device=args.device)
+    print(f"latent R² on held-out episodes: linear {result['latent_r2']:.3f}, k-NN {result['latent_r2_knn']:.3f}")
+    for name, path in result["files"].items():
+        print(f"  {name:<10} {path}")
+    atomic_write_json(out / "summary.json", result)
+    return 0
