@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tasks", nargs="+", default=envs.names(), choices=envs.names())
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--image-size", type=int, default=64)  # PlaNet's 64x64
-    parser.add_argument("--steps", type=int, default=100, help="env steps per worker per repeat")
+    parser.add_argument("--steps", type=int, default=60, help="env steps per worker per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

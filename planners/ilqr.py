@@ -90,7 +90,7 @@ def box_qp(hess: torch.Tensor, grad: torch.Tensor, low: torch.Tensor, high: torc
 class ILQR:
     """Settings of iLQR (stateless); see the module docstring for the algorithm."""
 
-    iterations: int = 50  # cap on iterations (Tassa's iLQG.m allows 500; MPC warm starts need few)
+    iterations: int = 50  # cap on backward passes, failed ones included (iLQG.m allows 500)
     tol_grad: float = 1e-4  # Tassa's iLQG.m tolGrad
     tol_cost: float = 1e-7  # Tassa's iLQG.m tolFun (relative here)
     mu_init: float = 0.0  # μ at the start: 0 = plain Newton step (Tassa's code starts at 1)
@@ -146,7 +146,8 @@ class ILQR:
         """iLQR from one initial trajectory u [H, A] -> (u*, J(u*), info)."""
         with torch.no_grad():
             x, cost = rollout(problem, state, u)
-        info: dict = {"converged": False, "cost_history": [], "iterations": 0, "mu": []}
+        info: dict = {"converged": False, "cost_history": [], "iterations": 0, "mu": [],
+                      "backward_passes": 0}
         if not math.isfinite(float(cost)):
             info["reason"] = "the initial trajectory's cost is NaN or inf"
             return u, math.inf, info
@@ -161,6 +162,7 @@ class ILQR:
                 fs, fa = linearize(problem, x[:-1], u)
                 derivs = (fs, fa, quadratize(problem, x, u))
             back = self._backward(*derivs, u, low, high, mu, k_prev, bounded)
+            info["backward_passes"] += 1
             if back is None:  # Q_aa not positive definite: raise μ and retry
                 delta = max(self.mu_factor, delta * self.mu_factor)
                 mu = max(self.mu_min, mu * delta)

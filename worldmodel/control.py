@@ -137,8 +137,10 @@ class LatentMPCAgent:
 
     def _record(self) -> None:
         if self.record_predictions:
-            seq_features = self.model.decode_state(self.state)  # [1, 3, H, W]
-            self.predicted.append(tensor_to_image(seq_features[0]))
+            from worldmodel.transitions import LatentSeq
+
+            frame = self.model.decode(LatentSeq.stack([self.state]))  # [1, 1, 3, H, W]
+            self.predicted.append(tensor_to_image(frame[0, 0]))
 
 
 class OracleAgent:

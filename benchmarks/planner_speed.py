@@ -1,0 +1,301 @@
+"""Planner speed: milliseconds per MPC action, as a ratio to the machine's matmul floor.
+
+Run: python benchmarks/planner_speed.py [--quick] [--threads N]
+Writes benchmarks/results/planner_speed.json and benchmarks/results/planner_pendulum.png.
+
+(a) An RSSM-sized stand-in (PlaNet, Hafner et al. 2019: deterministic 200, stochastic 30, hidden
+    200, action 1; state s = [h, z], S = 230) with a reward MLP; CEM at PlaNet's settings (H = 12,
+    10 iterations, 1000 candidates, 100 elites) in float32 and under bfloat16 autocast; iCEM / MPPI
+    sample counts to reach CEM's cost; iLQR ms per iteration at H = 12.
+(b) A locally-linear (E2C) latent of dimension 8 with closed-form Jacobians: all planners.
+(c) The torch pendulum swing-up problem: cost reached vs planning time for each planner.
+The float32 matmul GFLOP/s is measured in the same run; FLOPs per action count 2·in·out per
+linear layer (GRU: 2·3·h·(in + h)) per candidate and step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import planners  # noqa: E402
+from planners.rollout import total_cost  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
+    """Median float32 GFLOP/s of an n x n matmul (the floor planners are compared to)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+class RSSMStandIn(nn.Module):
+    """PlaNet-sized latent dynamics: s = [h (200), z (30)], a (1); mean of the prior as next z."""
+
+    def __init__(self, deter: int = 200, stoch: int = 30, hidden: int = 200, action: int = 1):
+        super().__init__()
+        self.deter, self.stoch = deter, stoch
+        self.embed = nn.Linear(stoch + action, hidden)
+        self.cell = nn.GRUCell(hidden, deter)
+        self.prior = nn.Sequential(nn.Linear(deter, hidden), nn.ELU(), nn.Linear(hidden, 2 * stoch))
+        self.reward = nn.Sequential(nn.Linear(deter + stoch, hidden), nn.ELU(),
+                                    nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1))
+
+    def step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:  # [N, 230], [N, 1]
+        h, z = s[:, :self.deter], s[:, self.deter:]
+        h = self.cell(torch.nn.functional.elu(self.embed(torch.cat([z, a], -1))), h)
+        z = self.prior(h)[:, :self.stoch]
+        return torch.cat([h, z], -1)
+
+    def cost(self, s: torch.Tensor) -> torch.Tensor:  # [N, 230] -> [N], cost = -reward
+        return -self.reward(s).squeeze(-1)
+
+    def flops(self) -> tuple[int, int]:
+        """(FLOPs of one step, FLOPs of one reward) per candidate."""
+        lin = lambda m: sum(2 * l.in_features * l.out_features for l in m.modules()  # noqa: E731
+                            if isinstance(l, nn.Linear))
+        gru = 2 * 3 * self.cell.hidden_size * (self.cell.input_size + self.cell.hidden_size)
+        return lin(self.embed) + gru + lin(self.prior), lin(self.reward)
+
+
+def rssm_problem(model: RSSMStandIn, horizon: int = 12) -> planners.Problem:
+    return planners.Problem(step=model.step, running_cost=lambda s, a: model.cost(s),
+                            terminal_cost=model.cost, horizon=horizon, action_low=-1.0,
+                            action_high=1.0, action_dim=1)
+
+
+class LocallyLinear(nn.Module):
+    """E2C-style z' = A(z) z + B(z) a + c(z), A = I + v rᵀ; Jacobians taken in closed form."""
+
+    def __init__(self, dim: int = 8, action: int = 1, hidden: int = 64):
+        super().__init__()
+        self.dim, self.action = dim, action
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2 * dim + dim * action + dim))
+
+    def matrices(self, z: torch.Tensor):
+        out = self.net(z)
+        d, m = self.dim, self.action
+        v, r = 0.1 * torch.tanh(out[:, :d]), 0.1 * torch.tanh(out[:, d:2 * d])
+        A = torch.eye(d, dtype=z.dtype) + v.unsqueeze(2) * r.unsqueeze(1)  # [N, d, d]
+        B = 0.1 * out[:, 2 * d:2 * d + d * m].reshape(-1, d, m)  # [N, d, m]
+        c = 0.01 * out[:, 2 * d + d * m:]
+        return A, B, c
+
+    def step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        A, B, c = self.matrices(z)
+        return (A @ z.unsqueeze(2) + B @ a.unsqueeze(2)).squeeze(2) + c
+
+    def jacobians(self, z: torch.Tensor, a: torch.Tensor):
+        A, B, _ = self.matrices(z)
+        return A, B
+
+
+def mpc_ms_per_action(planner, problem, state0, steps: int, autocast: bool = False) -> dict:
+    """Median ms per MPC action over `steps` replans (model state evolves with the true step)."""
+    controller = planners.MPC(planner, problem, generator=torch.Generator().manual_seed(0))
+    state, times, costs = state0, [], []
+    for _ in range(steps):
+        t = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            action = controller.act(state)
+        times.append(1e3 * (time.perf_counter() - t))
+        costs.append(controller.last_result.cost)
+        with torch.inference_mode():
+            state = problem.step(state[None], action[None])[0].float()
+    return {"ms_median": statistics.median(times), "ms_all": times, "plan_costs": costs}
+
+
+def samples_to_reach(make, budgets, problem, state, target: float) -> dict:
+    """Smallest population (and total samples) whose plan cost is <= target; None if none."""
+    tried = []
+    for n in budgets:
+        planner = make(n)
+        with torch.inference_mode():
+            res = planner.plan(problem, state, generator=torch.Generator().manual_seed(0))
+        total = int(sum(res.info.get("population", [n] * res.info["iterations"])))
+        tried.append({"population": n, "cost": res.cost, "time_ms": 1e3 * res.info["time_s"]})
+        if res.cost <= target:
+            return {"population": n, "tried": tried, "reached": True,
+                    "total_samples_approx": n * res.info["iterations"], "sum": total}
+    return {"population": None, "tried": tried, "reached": False}
+
+
+def pendulum_curves(quick: bool) -> dict:
+    """Cost reached vs planning time on the pendulum swing-up problem (one plan from hanging)."""
+    g, dt, umax = 9.81, 0.05, 4.0
+
+    def step(s, a):
+        om = s[:, 1] + dt * (g * torch.sin(s[:, 0]) + a[:, 0])
+        return torch.stack([s[:, 0] + dt * om, om], -1)
+
+    def cost(s, a):
+        return 2 * (1 - torch.cos(s[:, 0])) + 0.1 * s[:, 1] ** 2 + 0.01 * a[:, 0] ** 2
+
+    problem = planners.Problem(step=step, running_cost=cost, horizon=30, action_low=-umax,
+                               action_high=umax, action_dim=1)
+    state = torch.tensor([math.pi - 0.1, 0.0], dtype=torch.float64)
+    budgets = [1, 2, 4, 8] if quick else [1, 2, 4, 8, 16]
+    configs = {
+        "random": lambda b: planners.make("random", candidates=100 * b),
+        "cem": lambda b: planners.make("cem", candidates=50 * b, elites=max(5, 5 * b), iterations=5),
+        "mppi": lambda b: planners.make("mppi", samples=50 * b, elites=max(8, 5 * b), iterations=5),
+        "ilqr": lambda b: planners.make("ilqr", iterations=2 * b),
+    }
+    curves = {}
+    for name, make in configs.items():
+        pts = []
+        for b in budgets:
+            res = make(b).plan(problem, state, generator=torch.Generator().manual_seed(0))
+            pts.append({"budget": b, "time_ms": 1e3 * res.info["time_s"], "cost": res.cost})
+        curves[name] = pts
+    return curves
+
+
+def plot_curves(curves: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    for name, pts in curves.items():
+        ax.plot([p["time_ms"] for p in pts], [p["cost"] for p in pts], "o-", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("planning time per plan [ms]")
+    ax.set_ylabel("plan cost (H = 30)")
+    ax.set_title("pendulum swing-up, one plan from near hanging", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=".pend", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer MPC steps and budgets")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # network initialisation only (script, not library)
+    steps = 3 if args.quick else 7
+    out: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+                 "torch": torch.__version__, "cpu_count": os.cpu_count()}
+    out["matmul_gflops_fp32"] = gflops = matmul_gflops()
+
+    model = RSSMStandIn().eval()
+    problem = rssm_problem(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    step_f, rew_f = model.flops()
+    state = torch.randn(230) * 0.5
+    cem = planners.make("cem")  # PlaNet: 10 x 1000 candidates, 100 elites; H = 12
+    flops_cem = 10 * 1000 * (12 * step_f + 13 * rew_f)
+    floor_ms = 1e3 * flops_cem / (gflops * 1e9)
+    rssm: dict = {"flops_per_step": step_f, "flops_per_reward": rew_f,
+                  "cem_flops_per_action": flops_cem, "cem_floor_ms": floor_ms}
+    for mode, ac in (("fp32", False), ("bf16_autocast", True)):
+        r = mpc_ms_per_action(cem, problem, state, steps, autocast=ac)
+        rssm[f"cem_{mode}"] = {"ms": r["ms_median"], "ratio_to_floor": r["ms_median"] / floor_ms,
+                               "ms_all": r["ms_all"]}
+    with torch.inference_mode():  # does bf16 change the chosen plan's (fp32-evaluated) cost?
+        plans = {}
+        for ac in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ac):
+                plans[ac] = cem.plan(problem, state, generator=torch.Generator().manual_seed(1))
+        c32 = float(total_cost(problem, state, plans[False].actions[None])[0])
+        c16 = float(total_cost(problem, state, plans[True].actions[None])[0])
+    rssm["bf16_plan_cost_fp32_eval"] = {"fp32_plan": c32, "bf16_plan": c16,
+                                        "relative_change": (c16 - c32) / abs(c32)}
+    with torch.inference_mode():
+        target = cem.plan(problem, state, generator=torch.Generator().manual_seed(0)).cost
+    rssm["cem_cost"] = target
+    budgets = [25, 50, 100, 200, 400, 1000]
+    rssm["icem_to_cem_cost"] = samples_to_reach(
+        lambda n: planners.CEM.icem(candidates=n, elites=max(2, n // 10)), budgets, problem,
+        state, target)
+    rssm["mppi_to_cem_cost"] = samples_to_reach(
+        lambda n: planners.make("mppi", samples=n, elites=max(2, n // 8), init_std=1.0), budgets,
+        problem, state, target)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    times = []
+    for seed in range(steps):
+        res = planners.make("ilqr", iterations=3).plan(problem, state + 0.01 * seed)
+        times.append(1e3 * res.info["time_s"] / max(1, res.info["backward_passes"]))
+    rssm["ilqr_ms_per_iteration"] = statistics.median(times)
+    rssm["ilqr_ms_per_iteration_all"] = times
+    out["rssm"] = rssm
+
+    ll = LocallyLinear().eval()
+    goal = torch.ones(8)
+    ll_problem = planners.Problem(
+        step=ll.step, running_cost=lambda z, a: ((z - goal) ** 2).sum(-1) + 0.1 * (a ** 2).sum(-1),
+        terminal_cost=lambda z: 10 * ((z - goal) ** 2).sum(-1), horizon=12, action_low=-1.0,
+        action_high=1.0, action_dim=1, jacobians=ll.jacobians)
+    z0 = torch.zeros(8)
+    local = {}
+    for name, planner in (("ilqr", planners.make("ilqr", iterations=10)), ("cem", cem),
+                          ("icem", planners.CEM.icem()), ("mppi", planners.make("mppi")),
+                          ("random", planners.make("random"))):
+        if name == "ilqr":  # needs autograd for the cost expansion; time it outside inference
+            ctl = planners.MPC(planner, ll_problem)
+            ts, s = [], z0
+            for _ in range(steps):
+                t = time.perf_counter()
+                a = ctl.act(s)
+                ts.append(1e3 * (time.perf_counter() - t))
+                with torch.no_grad():
+                    s = ll.step(s[None], a[None])[0]
+            local[name] = {"ms": statistics.median(ts), "cost": ctl.last_result.cost}
+        else:
+            r = mpc_ms_per_action(planner, ll_problem, z0, steps)
+            local[name] = {"ms": r["ms_median"], "cost": r["plan_costs"][-1]}
+    out["locally_linear_8"] = local
+
+    out["pendulum"] = curves = pendulum_curves(args.quick)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, RESULTS / "planner_pendulum.png")
+    fd, tmp = tempfile.mkstemp(prefix=".planner_speed", suffix=".json", dir=RESULTS)
+    with os.fdopen(fd, "w") as f:
+        json.dump(out, f, indent=1)
+    os.replace(tmp, RESULTS / "planner_speed.json")
+
+    print(f"machine {out['machine']}, threads {args.threads}, fp32 matmul {gflops:.1f} GFLOP/s")
+    print(f"{'case':44s} {'ms':>9s} {'x floor':>8s}")
+    for mode in ("fp32", "bf16_autocast"):
+        r = rssm[f"cem_{mode}"]
+        print(f"{'RSSM CEM 1000x12x10 ' + mode + ' (per action)':44s} {r['ms']:9.1f} "
+              f"{r['ratio_to_floor']:8.2f}")
+    print(f"{'RSSM CEM FLOP floor':44s} {floor_ms:9.1f} {1.0:8.2f}")
+    print(f"{'RSSM iLQR H=12 (per iteration)':44s} {rssm['ilqr_ms_per_iteration']:9.1f}")
+    for name, r in local.items():
+        print(f"{'locally-linear d=8 ' + name + ' (per action)':44s} {r['ms']:9.2f}")
+    print("bf16 plan cost change (fp32 eval):", rssm["bf16_plan_cost_fp32_eval"])
+    for k in ("icem_to_cem_cost", "mppi_to_cem_cost"):
+        print(k, {"population": rssm[k]["population"], "reached": rssm[k]["reached"]})
+    for name, pts in curves.items():
+        print("pendulum", name, [(round(p["time_ms"], 1), round(p["cost"], 2)) for p in pts])
+
+
+if __name__ == "__main__":
+    main()

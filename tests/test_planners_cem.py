@@ -1,0 +1,86 @@
+"""CEM / iCEM: near the LQ optimum, coloured noise, NaN candidates, dtypes and determinism."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import planners
+from planners.rollout import coloured_noise
+
+try:
+    from test_planners_ilqr import lq_matrices, lq_problem, riccati
+except ImportError:  # tests/ imported as a package
+    from tests.test_planners_ilqr import lq_matrices, lq_problem, riccati
+
+
+def small_lq():
+    A, B, Q, R, Qf = lq_matrices(5, n=2, m=1, unstable=True)
+    x0 = np.array([1.0, -1.0])
+    _, j_star = riccati(A, B, Q, R, Qf, x0, 10)
+    return lq_problem(A, B, Q, R, Qf, 10), torch.tensor(x0), j_star
+
+
+@pytest.mark.parametrize("preset", ["planet", "icem"])
+def test_cem_reaches_lq_optimum(preset: str) -> None:
+    problem, state, j_star = small_lq()
+    planner = planners.CEM.planet() if preset == "planet" else planners.CEM.icem(iterations=8)
+    res = planner.plan(problem, state, generator=torch.Generator().manual_seed(0))
+    assert res.info["improved"]
+    assert j_star <= res.cost <= 1.02 * j_star  # within 2 % of the Riccati optimum
+    assert res.info["iterations"] == planner.iterations
+
+
+def test_coloured_noise_has_unit_variance_and_is_smoother() -> None:
+    like = torch.zeros((), dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    for beta in (0.0, 1.0, 2.0):
+        for horizon in (12, 13):
+            x = coloured_noise(4000, horizon, 2, beta, g, like)  # [N, H, A]
+            assert x.shape == (4000, horizon, 2)
+            assert float(x.var()) == pytest.approx(1.0, rel=0.05)
+    white = coloured_noise(4000, 30, 1, 0.0, g, like)
+    red = coloured_noise(4000, 30, 1, 2.0, g, like)
+    step_var = lambda x: float((x[:, 1:] - x[:, :-1]).var())  # noqa: E731
+    assert step_var(red) < 0.3 * step_var(white)
+
+
+def test_nan_candidates_never_chosen() -> None:
+    # Cost is NaN wherever the first action is positive; the unconstrained optimum wants +1.
+    def cost(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        c = (a[:, 0] - 1.0) ** 2
+        return torch.where(a[:, 0] > 0, torch.full_like(c, math.nan), c)
+
+    problem = planners.Problem(step=lambda s, a: s + a, running_cost=cost, horizon=3,
+                               action_low=-2.0, action_high=2.0, action_dim=1)
+    state = torch.zeros(1)
+    for name in ("cem", "mppi", "random"):
+        res = planners.make(name).plan(problem, state, generator=torch.Generator().manual_seed(1))
+        assert math.isfinite(res.cost) and bool((res.actions <= 0).all()), name
+
+
+def test_all_nan_returns_init_and_says_so() -> None:
+    problem = planners.Problem(step=lambda s, a: s + a,
+                               running_cost=lambda s, a: torch.full_like(s[:, 0], math.nan),
+                               horizon=4, action_low=-1.0, action_high=1.0, action_dim=1)
+    init = torch.full((4, 1), 0.5)
+    res = planners.make("cem", candidates=50, elites=5).plan(problem, torch.zeros(1), init=init)
+    assert not res.info["improved"] and "NaN" in res.info["reason"]
+    assert torch.equal(res.actions, init) and res.cost == math.inf
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_shape_bounds_and_determinism(dtype: torch.dtype) -> None:
+    A, B, Q, R, Qf = lq_matrices(6, n=3, m=2)
+    problem = lq_problem(A, B, Q, R, Qf, 6, dtype=dtype, low=-0.1, high=0.2)
+    state = torch.ones(3, dtype=dtype)
+    planner = planners.make("cem", candidates=64, elites=8, iterations=3, noise_beta=2.0)
+    a = planner.plan(problem, state, generator=torch.Generator().manual_seed(4))
+    b = planner.plan(problem, state, generator=torch.Generator().manual_seed(4))
+    c = planner.plan(problem, state, generator=torch.Generator().manual_seed(5))
+    assert a.actions.dtype == dtype and a.actions.shape == (6, 2)
+    assert torch.equal(a.actions, b.actions) and not torch.equal(a.actions, c.actions)
+    assert bool((a.actions >= -0.1).all() and (a.actions <= 0.2).all())
+    assert len(a.info["cost_history"]) == 3 and a.info["time_s"] > 0

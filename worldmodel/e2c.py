@@ -1,0 +1,209 @@
+"""`worldmodel e2c`: the Embed-to-Control workflow and the PCC/PC3 evaluation protocol.
+
+E2C (Watter et al. 2015) learns a locally-linear latent space from images and controls it with
+iLQR towards the latent of a goal image, under the cost (z − z_goal)ᵀQ(z − z_goal) + aᵀRa.
+Here the model is our sequence VAE with the `locally_linear` transition (closed-form Jacobians
+for iLQR). The protocol follows PCC (Levine et al. 2020) and PC3 (Shu et al. 2020): 10
+start/goal pairs per model; pendulum swing-up starts hanging, angle uniform in [0.9π, 0.95π]
+(0 = upright), the goal is the upright image; balance starts upright; the score is the % of
+steps with |angle| inside the goal region (π/6 pendulum, π/10 cart-pole).
+Published values (PC3 paper, Table 1, % time in goal, mean over models / best model):
+PC3 swing-up 58.4 / 84, balance 99.1 / 100, cart-pole 96.3 / 97.8; PCC swing-up 26.4 / 66.9.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodel.atomic import atomic_write_json
+
+PUBLISHED = {  # PC3 paper (Shu et al. 2020), Table 1: % time in goal region, (all models, best model)
+    "pendulum-swingup": {"PC3": (58.4, 84.0), "PCC": (26.4, 66.9)},
+    "pendulum-balance": {"PC3": (99.1, 100.0)},
+    "cartpole-balance": {"PC3": (96.3, 97.8)},
+}
+
+
+@dataclass(frozen=True)
+class E2CConfig:
+    """Data, model and protocol settings of one E2C-style run."""
+
+    task: str = "pendulum-swingup"
+    image_size: int = 48  # E2C's pendulum images are 48x48 (Watter et al. 2015, Sec. 5)
+    episodes: int = 40  # random-action training episodes
+    train_steps: int = 3000
+    batch_size: int = 32
+    chunk_length: int = 16
+    latent_size: int = 8
+    pairs: int = 10  # PCC/PC3: 10 start/goal pairs per model
+    start: str = "swingup"  # "swingup": hanging, angle ~ U[0.9π, 0.95π]; "balance": upright
+    horizon: int = 25  # iLQR horizon in env steps (PC3 uses 100 steps of a 4x finer pendulum)
+    replan_every: int = 5  # apply this many actions of each plan (PC3: 10 at their rate)
+    steps: int = 100  # env steps per evaluation episode (400 simulator steps at repeat 4)
+    goal_weight: float = 1.0  # Q = goal_weight·I
+    action_weight: float = 0.01  # R = action_weight·I
+    seed: int = 0
+    workers: int = 2
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "E2CConfig":
+        small = cls(episodes=4, train_steps=30, batch_size=8, pairs=2, steps=10, horizon=5,
+                    replan_every=5, workers=1)
+        return replace(small, **overrides)
+
+
+def pose_state(env: Any, angle: float, velocity: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A `get_sim_state()` vector of `env` with the pole at `angle` (0 = upright) and at rest."""
+    env.reset(seed=seed)
+    q = env.physics.data.qpos
+    index = 0 if env.name.startswith("pendulum") else 1
+    q[:] = 0.0
+    q[index] = angle
+    env.physics.data.qvel[:] = 0.0
+    env.physics.data.qvel[index] = velocity
+    env.physics.forward()
+    return env.get_sim_state()
+
+
+@torch.no_grad()
+def goal_latent(model: Any, env: Any, *, frames: int = 3) -> torch.Tensor:
+    """The filtered latent [S] of the upright goal image, seen `frames` times at rest.
+
+    Repeating the still image with zero actions lets the recurrent encoder settle on a latent
+    that encodes both the pose and zero velocity, as E2C's stacked goal frames do.
+    """
+    from worldmodel.control import image_to_tensor
+
+    obs, _ = env.reset(sim_state=pose_state(env, 0.0))
+    image = image_to_tensor(obs)
+    zero = torch.zeros(1, env.action_dim)
+    state = model.filter_step(None, None, image)
+    for _ in range(frames - 1):
+        state = model.filter_step(state, zero, image)
+    return model.to_vector(state)[0]
+
+
+def start_states(env: Any, config: E2CConfig) -> list[np.ndarray]:
+    """The protocol's start states: `pairs` of them, seeded."""
+    rng = np.random.default_rng(config.seed)
+    if config.start == "swingup":
+        angles = rng.uniform(0.9 * math.pi, 0.95 * math.pi, config.pairs) * rng.choice([-1, 1], config.pairs)
+    elif config.start == "balance":
+        angles = rng.uniform(-0.05, 0.05, config.pairs)  # small perturbation of upright
+    else:
+        raise ValueError(f"start must be 'swingup' or 'balance', got {config.start!r}")
+    return [pose_state(env, float(a), seed=config.seed + i) for i, a in enumerate(angles)]
+
+
+def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_state: np.ndarray,
+                 config: E2CConfig, seed: int) -> dict[str, Any]:
+    """One iLQR-MPC episode towards `goal` from `sim_state`: % time in goal and the angles."""
+    import planners
+    from worldmodel.control import goal_tolerance, image_to_tensor
+    from worldmodel.model import GoalObjective
+
+    s = model.state_size
+    objective = GoalObjective(goal=goal, Q=config.goal_weight * torch.ones(s),
+                              R=config.action_weight * torch.ones(env.action_dim))
+    problem = model.planning_problem(None, objective, config.horizon)
+    mpc = planners.MPC(planner, problem, execute=config.replan_every,
+                       generator=torch.Generator().manual_seed(seed))
+    obs, info = env.reset(sim_state=sim_state)
+    with torch.no_grad():
+        state = model.filter_step(None, None, image_to_tensor(obs))
+    tol = goal_tolerance(env.name)
+    angles, plan_s = [float(info["angle"])], 0.0
+    for _ in range(config.steps):
+        t0 = time.perf_counter()
+        action = mpc.act(model.to_vector(state)[0].detach())
+        plan_s += time.perf_counter() - t0
+        a = action.detach().float().numpy()
+        obs, _, _, truncated, info = env.step(a)
+        angles.append(float(info["angle"]))
+        with torch.no_grad():
+            state = model.filter_step(state, torch.as_tensor(a).unsqueeze(0), image_to_tensor(obs))
+        if truncated:
+            break
+    a = np.abs(np.asarray(angles[1:]))
+    return {"goal_time": float(np.mean(a < tol)), "final_angle": float(angles[-1]),
+            "ms_per_action": 1000 * plan_s / len(a)}
+
+
+def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c.json`."""
+    import envs
+    import planners
+    from worldmodel import ModelConfig
+    from worldmodel.checkpoint import load_model
+    from worldmodel.collect import collect
+    from worldmodel.train import TrainConfig, train
+
+    out = Path(out)
+    t0 = time.time()
+    data = collect(config.task, config.episodes, out / "data", workers=config.workers,
+                   seed=config.seed, image_size=config.image_size, progress=progress)
+    model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
+                                     obs_shape=(3, config.image_size, config.image_size),
+                                     action_dim=data.manifest["action_dim"])
+    train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
+                               chunk_length=config.chunk_length, seed=config.seed, device="cpu",
+                               checkpoint_every=max(config.train_steps // 4, 1))
+    run_dir = out / "run"
+    train(model_config, train_config, out / "data", run_dir,
+          resume=(run_dir / "checkpoint.pt").exists(), progress=progress)
+    model, _, _ = load_model(run_dir)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    env = envs.make(config.task, image_size=config.image_size)
+    planner = planners.make("ilqr", iterations=20)
+    goal = goal_latent(model, env)
+    episodes = [goal_episode(model, env, planner, goal, s, config, seed=config.seed + i)
+                for i, s in enumerate(start_states(env, config))]
+    env.close()
+    goal_times = [100 * e["goal_time"] for e in episodes]
+    key = config.task if config.start == "swingup" else f"{config.task.split('-')[0]}-balance"
+    result = {
+        "task": config.task, "start": config.start, "pairs": config.pairs,
+        "goal_time_percent_mean": float(np.mean(goal_times)),
+        "goal_time_percent_stderr": float(np.std(goal_times, ddof=1) / math.sqrt(len(goal_times)))
+        if len(goal_times) > 1 else 0.0,
+        "goal_time_percent": goal_times, "episodes": episodes,
+        "published": PUBLISHED.get(key, {}),
+        "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "wall_seconds": time.time() - t0,
+    }
+    atomic_write_json(out / "e2c.json", result)
+    return result
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("e2c", help="E2C-style: locally-linear latent, goal image, iLQR MPC (PCC/PC3 protocol)")
+    p.add_argument("--task", default=E2CConfig.task)
+    p.add_argument("--out", required=True)
+    p.add_argument("--start", default=E2CConfig.start, choices=["swingup", "balance"])
+    p.add_argument("--train-steps", type=int, default=E2CConfig.train_steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a smoke run with tiny settings")
+    p.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    base = E2CConfig.quick() if args.quick else E2CConfig()
+    overrides = dict(task=args.task, start=args.start, seed=args.seed)
+    if args.train_steps != E2CConfig.train_steps:
+        overrides["train_steps"] = args.train_steps
+    result = run_e2c(replace(base, **overrides), args.out)
+    print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
+          f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
+          f"{result['pairs']} start/goal pairs")
+    for name, (mean, best) in result["published"].items():
+        print(f"  published {name}: {mean} (all models) / {best} (best model)")
+    return 0

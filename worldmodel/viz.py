@@ -1,0 +1,307 @@
+"""Pictures and videos a person reads at a glance: latent geometry, predictions, training curves.
+
+Notation: z [N, D] latents; colours {name: values [N]} true quantities to colour points by
+(angles in radians get the cyclic 'twilight' map, so -π and π share a colour); frames
+[T, H, W, 3] uint8 images. Every function writes one file atomically (temp file + os.replace)
+and returns the path it wrote. Figures are drawn with matplotlib's Agg canvas directly, so no
+global backend is switched and nothing needs a display. Videos are MP4 where imageio has an
+FFmpeg or PyAV plugin and GIF otherwise (the returned path says which).
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from worldmodel.atomic import atomic_write_bytes
+
+_FIG_DPI = 100
+_SKIP_KEYS = frozenset({"step", "wall_time", "frames_per_s", "time", "epoch"})
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _figure(width: float, height: float):
+    """A matplotlib Figure on an Agg canvas (no pyplot, no global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=_FIG_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_FIG_DPI)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def _to_rgb(fig) -> np.ndarray:
+    """The figure rendered to an RGB array [H, W, 3] uint8 (fixed size: the figure size)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _frames(frames: np.ndarray | Sequence[np.ndarray], name: str) -> np.ndarray:
+    """Frames as a uint8 [T, H, W, 3] array, or a ValueError saying what was wrong."""
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            raise ValueError(f"{name} is an empty list; need at least one frame")
+        shapes = {np.shape(f) for f in frames}
+        if len(shapes) > 1:
+            raise ValueError(f"{name}: frames differ in shape {sorted(shapes)}; make them equal")
+        frames = np.stack(frames)
+    a = np.asarray(frames)
+    if a.ndim != 4 or a.shape[-1] != 3 or a.shape[0] < 1:
+        raise ValueError(f"{name} must be [T, H, W, 3] uint8 frames, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 (0-255), got {a.dtype}; convert with "
+                         f"(x * 255).clip(0, 255).astype(np.uint8) first")
+    return a
+
+
+def _latents(latents: np.ndarray) -> np.ndarray:
+    z = np.asarray(latents.detach().cpu() if hasattr(latents, "detach") else latents,
+                   dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"latents must be [N, D] with N >= 2, got shape {z.shape}")
+    return z
+
+
+def _check_colours(colours: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    if not colours:
+        raise ValueError("colours is empty; give at least one {name: values [N]}")
+    out = {}
+    for name, values in colours.items():
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.shape[0] != n:
+            raise ValueError(f"colour {name!r} has {v.shape[0]} values but there are {n} latents")
+        out[name] = v
+    return out
+
+
+def pca_2d(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projection [N, 2] onto the two leading principal axes and their explained-variance ratio
+    [2] (zero-padded when D = 1)."""
+    z = _latents(latents)
+    centred = z - z.mean(axis=0)
+    _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(2, vt.shape[0])
+    proj = np.zeros((len(z), 2))
+    proj[:, :k] = centred @ vt[:k].T
+    var = sing ** 2
+    ratio = np.zeros(2)
+    ratio[:k] = var[:k] / var.sum() if var.sum() > 0 else 0.0
+    return proj, ratio
+
+
+def _is_cyclic(name: str) -> bool:
+    return "angle" in name.lower() and "velocity" not in name.lower()
+
+
+def _scatter(ax, xy: np.ndarray, values: np.ndarray, name: str, fig) -> None:
+    cyclic = _is_cyclic(name)
+    kwargs = dict(cmap="twilight", vmin=-math.pi, vmax=math.pi) if cyclic else dict(cmap="viridis")
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=6, linewidths=0, **kwargs)
+    fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02).set_label(name + (" (rad)" if cyclic else ""))
+
+
+def _draw_geometry(fig, z: np.ndarray, colours: dict[str, np.ndarray], title: str,
+                   r2: Optional[dict], own_axes: bool = True) -> None:
+    proj, ratio = pca_2d(z)
+    raw = z[:, :2] if z.shape[1] >= 2 else np.concatenate([z, np.zeros((len(z), 1))], axis=1)
+    views = [(proj, f"PCA 1 ({ratio[0]:.0%})", f"PCA 2 ({ratio[1]:.0%})")]
+    if own_axes:
+        views.append((raw, "latent[0]", "latent[1]" if z.shape[1] >= 2 else "(D = 1)"))
+    rows, cols = len(colours), len(views)
+    for r, (name, values) in enumerate(colours.items()):
+        for c, (xy, xl, yl) in enumerate(views):
+            ax = fig.add_subplot(rows, cols, r * cols + c + 1)
+            _scatter(ax, xy, values, name, fig)
+            ax.set_xlabel(xl, fontsize=8)
+            ax.set_ylabel(yl, fontsize=8)
+            ax.tick_params(labelsize=7)
+    text = title
+    if r2:
+        text += "\n" + "   ".join(f"R² {k}: {v:.3f}" for k, v in r2.items())
+    fig.suptitle(text, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+
+
+# ------------------------------------------------------------------------------------ figures
+def plot_latent_geometry(latents: np.ndarray, colours: dict[str, np.ndarray], path: str | Path,
+                         *, title: str = "latent geometry", r2: Optional[dict] = None) -> Path:
+    """Latents [N, D] in 2-D (PCA, and the latent's own first two axes), one row per colouring.
+
+    A good latent of the pendulum shows the angle as a ring (continuous colour around it) and
+    the angular velocity as a smooth gradient; R² of the read-outs is printed under the title.
+    """
+    z = _latents(latents)
+    colours = _check_colours(colours, len(z))
+    fig = _figure(9.0, 3.6 * len(colours) + 0.6)
+    _draw_geometry(fig, z, colours, title, r2)
+    return _save_png(fig, path)
+
+
+def plot_prediction_strip(true_frames: np.ndarray, predicted: np.ndarray, path: str | Path, *,
+                          context: int) -> Path:
+    """True frames [T, H, W, 3] above predicted ones; the first `context` columns (frames the
+    model filtered, not predicted) are labelled and framed in grey, the rest in orange."""
+    true = _frames(true_frames, "true_frames")
+    pred = _frames(predicted, "predicted")
+    if true.shape != pred.shape:
+        raise ValueError(f"true_frames {true.shape} and predicted {pred.shape} must match")
+    T = len(true)
+    if not isinstance(context, (int, np.integer)) or not 0 <= context <= T:
+        raise ValueError(f"context must be an int in [0, T={T}], got {context!r}")
+    fig = _figure(max(1.1 * T, 3.0), 2.6)
+    for t in range(T):
+        for row, (frames, label) in enumerate(((true, "true"), (pred, "predicted"))):
+            ax = fig.add_subplot(2, T, row * T + t + 1)
+            ax.imshow(frames[t])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            edge = "0.6" if t < context else "tab:orange"
+            for spine in ax.spines.values():
+                spine.set_edgecolor(edge)
+                spine.set_linewidth(2.5)
+            if row == 0:
+                ax.set_title("ctx" if t < context else f"+{t - context + 1}", fontsize=7)
+            if t == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle(f"open-loop prediction: {context} context frames (grey), "
+                 f"{T - context} predicted (orange)", fontsize=9)
+    fig.subplots_adjust(left=0.03, right=0.99, top=0.8, bottom=0.02, wspace=0.05, hspace=0.08)
+    return _save_png(fig, path)
+
+
+def plot_training_curves(metrics_jsonl_path: str | Path, path: str | Path,
+                         keys: Optional[Iterable[str]] = None) -> Path:
+    """Every numeric metric (or `keys`) of a metrics.jsonl against `step`, one panel each; the y
+    axis is logarithmic when a metric is positive and spans more than a factor of 10."""
+    from worldmodel.metrics_log import read_metrics
+
+    records = read_metrics(metrics_jsonl_path)
+    records = [r for r in records if isinstance(r.get("step"), (int, float))]
+    if not records:
+        raise ValueError(f"{metrics_jsonl_path}: no records with a 'step'; nothing to plot")
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    available = sorted({k for r in records for k, v in r.items()
+                        if k not in _SKIP_KEYS and numeric(v)})
+    keys = available if keys is None else list(keys)
+    missing = [k for k in keys if k not in available]
+    if missing or not keys:
+        raise ValueError(f"metrics {missing or '(none)'} not in {metrics_jsonl_path}; "
+                         f"available: {available}")
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig = _figure(4.0 * cols, 2.8 * rows)
+    for i, key in enumerate(keys):
+        pts = np.array([(r["step"], r[key]) for r in records if numeric(r.get(key))], float)
+        pts = pts[np.isfinite(pts[:, 1])]
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.plot(pts[:, 0], pts[:, 1], lw=1.2)
+        if len(pts) and (pts[:, 1] > 0).all() and pts[:, 1].max() > 10 * pts[:, 1].min():
+            ax.set_yscale("log")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
+# ------------------------------------------------------------------------------------ video
+def side_by_side(real: np.ndarray, predicted: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Frames [T, H, 2W + gap, 3]: real on the left, predicted on the right, a white gap between."""
+    a, b = _frames(real, "real"), _frames(predicted, "predicted")
+    if a.shape != b.shape:
+        raise ValueError(f"real {a.shape} and predicted {b.shape} must have the same shape")
+    sep = np.full((*a.shape[:2], gap, 3), 255, dtype=np.uint8)
+    return np.concatenate([a, sep, b], axis=2)
+
+
+def _mp4_bytes(frames: np.ndarray, fps: float) -> Optional[bytes]:
+    """MP4 bytes through imageio's pyav or FFmpeg plugin, or None when neither is installed."""
+    import imageio.v3 as iio
+
+    for plugin in ("pyav", "FFMPEG"):
+        try:
+            if plugin == "pyav":
+                return iio.imwrite("<bytes>", frames, extension=".mp4", plugin=plugin,
+                                   codec="libx264", fps=fps)
+            return iio.imwrite("<bytes>", frames, extension=".mp4", plugin=plugin, fps=fps,
+                               macro_block_size=1)
+        except (ImportError, ValueError, RuntimeError, OSError, TypeError):
+            continue
+    return None
+
+
+def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: float = 10.0
+                ) -> Path:
+    """Write frames [T, H, W, 3] uint8 as a video; returns the path written.
+
+    MP4 at `path` when an encoder is available; otherwise a looping GIF at `path` with the
+    suffix .gif. (Pillow's GIF writer merges identical consecutive frames into one longer frame.)
+    """
+    import imageio.v3 as iio
+
+    frames = _frames(frames, "frames")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        data = _mp4_bytes(frames, fps)
+        if data is not None:
+            atomic_write_bytes(path, data)
+            return path
+        path = path.with_suffix(".gif")
+    data = iio.imwrite("<bytes>", frames, extension=".gif", duration=1000.0 / fps, loop=0)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def geometry_over_training_gif(snapshots: Sequence[tuple[int, np.ndarray, dict[str, np.ndarray]]],
+                               path: str | Path, *, fps: float = 2.0,
+                               r2: Optional[Sequence[Optional[dict]]] = None) -> Path:
+    """One frame per checkpoint: (step, latents [N, D], colours) drawn as the PCA view of
+    `plot_latent_geometry`, to watch the latent space unfold during training. Returns the path
+    (a GIF; MP4 if `path` ends in .mp4 and an encoder exists)."""
+    if not snapshots:
+        raise ValueError("snapshots is empty; give a list of (step, latents, colours)")
+    if r2 is not None and len(r2) != len(snapshots):
+        raise ValueError(f"r2 has {len(r2)} entries but there are {len(snapshots)} snapshots")
+    names = None
+    images = []
+    for i, snap in enumerate(snapshots):
+        if len(snap) != 3:
+            raise ValueError(f"snapshot {i} must be (step, latents, colours), got {len(snap)} items")
+        step, latents, colours = snap
+        z = _latents(latents)
+        colours = _check_colours(colours, len(z))
+        if names is None:
+            names = list(colours)
+        elif list(colours) != names:
+            raise ValueError(f"snapshot {i} colours {list(colours)} differ from the first {names}")
+        fig = _figure(4.6 * len(colours), 4.2)
+        proj, ratio = pca_2d(z)
+        for c, (name, values) in enumerate(colours.items()):
+            ax = fig.add_subplot(1, len(colours), c + 1)
+            _scatter(ax, proj, values, name, fig)
+            ax.set_xlabel(f"PCA 1 ({ratio[0]:.0%})", fontsize=8)
+            ax.set_ylabel(f"PCA 2 ({ratio[1]:.0%})", fontsize=8)
+            ax.tick_params(labelsize=7)
+        text = f"step {step}"
+        if r2 is not None and r2[i]:
+            text += "   " + "   ".join(f"R² {k}: {v:.3f}" for k, v in r2[i].items())
+        fig.suptitle(text, fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
+        images.append(_to_rgb(fig))
+    path = Path(path)
+    if path.suffix.lower() not in (".gif", ".mp4"):
+        path = path.with_suffix(".gif")
+    return write_video(np.stack(images), path, fps=fps)
