@@ -193,7 +193,8 @@ def plot_curves(curves: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer MPC steps and budgets")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads (1: on a shared 2-core machine, 2 oversubscribes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # network initialisation only (script, not library)

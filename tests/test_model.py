@@ -12,6 +12,15 @@ from worldmodel.model import GoalObjective
 FAMILIES = ["gaussian", "rssm", "locally_linear"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread avoids oversubscribing the shared cores (10x slower otherwise)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _model(name, obs_shape=(3, 32, 32), **kw):
     torch.manual_seed(0)
     cfg = ModelConfig.small(transition=name, obs_shape=obs_shape, action_dim=2, deter_size=32,
@@ -42,7 +51,7 @@ def test_config_presets_and_json_round_trip():
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 64, 64), (7,)])
+@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 84, 84), (7,)])
 def test_shapes_and_loss_terms(name, obs_shape):
     model = _model(name, obs_shape, overshooting_distance=3 if name == "rssm" else 0)
     cfg, batch = model.cfg, _batch(model.cfg)
@@ -149,7 +158,7 @@ def test_runs_under_bf16_autocast(name):
     assert abs(out["elbo"].item() - ref) < 0.05 * abs(ref) + 5.0  # bf16 close to fp32
 
 
-def _cartpole_batch(episodes=8, steps=40, size=32, seed=0):
+def _cartpole_batch(episodes=6, steps=32, size=32, seed=0):
     """Random-action cart-pole frames rendered with dm_control, [-0.5, 0.5] floats."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     suite = pytest.importorskip("dm_control.suite")
@@ -186,14 +195,14 @@ def test_learning_on_rendered_cartpole():
     cfg = ModelConfig.small(obs_shape=(3, 32, 32), deter_size=64, stoch_size=16, hidden_size=64,
                             cnn_depth=16, free_nats=1.0)
     model = WorldModel(cfg)
-    held_out = Batch(data.images[-2:, :20], data.actions[-2:, :20], data.rewards[-2:, :20])
+    held_out = Batch(data.images[-2:], data.actions[-2:], data.rewards[-2:])  # 2 unseen episodes
     before_recon = filtered_errors(model, held_out)["recon_mse"]
     before_ol = open_loop_prediction(model, held_out, context=5, horizon=10)[1].image_mse.mean()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)  # PlaNet: Adam 1e-3, eps 1e-4
     g = torch.Generator().manual_seed(0)
     for step in range(250):
-        ep = torch.randint(0, 6, (8,), generator=g)
-        start = torch.randint(0, 40 - 16, (8,), generator=g)
+        ep = torch.randint(0, 4, (8,), generator=g)
+        start = torch.randint(0, 32 - 16, (8,), generator=g)
         idx = start[:, None] + torch.arange(16)
         batch = Batch(data.images[ep[:, None], idx], data.actions[ep[:, None], idx],
                       data.rewards[ep[:, None], idx])

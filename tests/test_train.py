@@ -85,10 +85,23 @@ def test_resume_continues_bit_for_bit(data, tmp_path):
     assert [r["step"] for r in resumed] == [k]
 
 
+def test_resume_mid_window_keeps_the_window_averages(data, tmp_path):
+    config = tiny_train_config(steps=8, log_every=3)
+    train(tiny_model_config(), config, data, tmp_path / "straight", progress=False)
+    train(tiny_model_config(), tiny_train_config(steps=4, log_every=3), data, tmp_path / "split",
+          progress=False)
+    train(None, config, None, tmp_path / "split", resume=True, progress=False)
+    straight, split = _losses(tmp_path / "straight"), _losses(tmp_path / "split")
+    assert [r["step"] for r in straight] == [3, 6, 8]
+    assert [r["step"] for r in split] == [3, 4, 6, 8]  # 4: the partial window logged at the exit
+    assert [r for r in split if r["step"] != 4] == straight  # 6 averages steps 4..6 across the resume
+
+
 def test_resume_of_a_finished_run_returns_its_metrics(data, tmp_path):
-    result = train(tiny_model_config(), tiny_train_config(steps=3), data, tmp_path / "r", progress=False)
+    config = tiny_train_config(steps=3, log_every=2)  # records at 2 and 3 (a partial window)
+    result = train(tiny_model_config(), config, data, tmp_path / "r", progress=False)
     again = train(None, None, None, tmp_path / "r", resume=True, progress=False)
-    assert again == result and len(read_metrics(tmp_path / "r")) == 3
+    assert again == result and [r["step"] for r in read_metrics(tmp_path / "r")] == [2, 3]
 
 
 def test_ctrl_c_saves_then_resume_matches(data, tmp_path, monkeypatch):

@@ -84,6 +84,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
     stage("3/4 MPC: learned model vs random actions vs oracle")
     eval_config = EvalConfig(planner=config.planner, horizon=config.horizon,
                              planner_overrides={"candidates": config.candidates,
+                                                "elites": max(config.candidates // 10, 1),
                                                 "iterations": config.iterations},
                              episodes=config.eval_episodes, oracle_episodes=config.oracle_episodes,
                              random_episodes=config.random_episodes, seed=config.seed)

@@ -316,6 +316,7 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
             run_config["resumed"] = [*run_config.get("resumed", []), {"at": now, "step": trainer.step}]
         ckpt.write_run_config(out_dir, run_config)
     start = time.perf_counter()
+    first_step = trainer.step
     saved_step = trainer.step if resume else -1
 
     def save() -> None:
@@ -350,7 +351,8 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
                 bar.set_postfix(_postfix(terms, trainer.frames_per_update / seconds), refresh=False)
                 if trainer.step % config.checkpoint_every == 0:
                     save()
-            if window.count:  # a partial window at exit is logged; the checkpoint keeps its sums
+            if window.count and trainer.step > first_step:  # log a partial window at exit (the
+                # checkpoint keeps its sums, so a resumed run's next record is the full window)
                 last = window.record(trainer.step, trainer.frames_per_update,
                                      wall_before + time.perf_counter() - start)
                 log.write(last)

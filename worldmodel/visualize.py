@@ -26,8 +26,8 @@ def episode_tensors(episode: Any, device: str = "cpu") -> tuple[torch.Tensor, to
     The final observation has no action after it; a zero action pads it (batch.py convention:
     actions[:, t] follows o_t, so the pad is never used to explain an observation).
     """
-    images = torch.from_numpy(episode.images).to(device).permute(0, 3, 1, 2).float() / 255.0 - 0.5
-    actions = torch.from_numpy(episode.actions).to(device)
+    images = torch.tensor(episode.images, device=device).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+    actions = torch.tensor(episode.actions, device=device)
     actions = torch.cat([actions, torch.zeros_like(actions[:1])], dim=0)
     return images.unsqueeze(0), actions.unsqueeze(0)
 

@@ -122,6 +122,7 @@ def _draw_geometry(fig, z: np.ndarray, colours: dict[str, np.ndarray], title: st
         for c, (xy, xl, yl) in enumerate(views):
             ax = fig.add_subplot(rows, cols, r * cols + c + 1)
             _scatter(ax, xy, values, name, fig)
+            ax.set_aspect("equal", adjustable="datalim")  # distances read true in both views
             ax.set_xlabel(xl, fontsize=8)
             ax.set_ylabel(yl, fontsize=8)
             ax.tick_params(labelsize=7)
@@ -129,7 +130,7 @@ def _draw_geometry(fig, z: np.ndarray, colours: dict[str, np.ndarray], title: st
     if r2:
         text += "\n" + "   ".join(f"R² {k}: {v:.3f}" for k, v in r2.items())
     fig.suptitle(text, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))  # 0.6 inch for the title
 
 
 # ------------------------------------------------------------------------------------ figures

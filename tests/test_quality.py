@@ -1,0 +1,59 @@
+"""Open-loop prediction metrics: alignment of context, actions and targets; errors by hand."""
+import pytest
+import torch
+
+from worldmodel import ModelConfig, WorldModel
+from worldmodel.data.batch import Batch
+from worldmodel.quality import filtered_errors, open_loop_prediction
+
+
+def _setup(name="rssm"):
+    torch.manual_seed(0)
+    cfg = ModelConfig.small(transition=name, obs_shape=(5,), action_dim=2, deter_size=16,
+                            stoch_size=4, hidden_size=16)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(torch.randn(3, 8, 5, generator=g), torch.randn(3, 8, 2, generator=g),
+                  torch.randn(3, 8, generator=g))
+    return WorldModel(cfg), batch
+
+
+@pytest.mark.parametrize("name", ["rssm", "gaussian"])
+def test_open_loop_equals_manual_rollout(name):
+    model, batch = _setup(name)
+    pred, err = open_loop_prediction(model, batch, context=3, horizon=4)
+    with torch.no_grad():
+        post = model.observe(batch.images[:, :3], batch.actions[:, :3], sample=False)
+        prior = model.imagine(post.last(), batch.actions[:, 2:6], sample=False)
+        want = model.decode(prior)
+        r = model.predict_reward(prior)
+    assert pred.shape == (3, 4, 5) and torch.allclose(pred, want, atol=1e-6)
+    assert torch.allclose(err.image_mse, (want - batch.images[:, 3:7]).pow(2).mean((0, 2)), atol=1e-6)
+    assert torch.allclose(err.reward_mse, (r - batch.rewards[:, 2:6]).pow(2).mean(0), atol=1e-6)
+    assert err.horizon == 4 and err.context == 3
+
+
+def test_alignment_uses_exactly_the_right_inputs():
+    """Predictions of o_{k+1..k+H} depend on o_≤k and a_{k..k+H-1}, on nothing later."""
+    model, batch = _setup()
+    base, _ = open_loop_prediction(model, batch, context=3, horizon=2)
+    later = Batch(batch.images.clone(), batch.actions.clone(), batch.rewards)
+    later.images[:, 3:] += 10.0  # the frames being predicted
+    later.actions[:, 5:] += 10.0  # actions after the horizon
+    same, _ = open_loop_prediction(model, later, context=3, horizon=2)
+    assert torch.allclose(base, same)
+    moved = Batch(batch.images, batch.actions.clone(), batch.rewards)
+    moved.actions[:, 2] += 1.0  # a_k, the action after the last context frame
+    diff, _ = open_loop_prediction(model, moved, context=3, horizon=2)
+    assert not torch.allclose(base, diff)
+
+
+def test_filtered_errors_and_bad_horizon():
+    model, batch = _setup()
+    out = filtered_errors(model, batch)
+    assert set(out) == {"recon_mse", "reward_mse"} and out["recon_mse"] > 0
+    with pytest.raises(ValueError, match="context must be in"):
+        open_loop_prediction(model, batch, context=0)
+    with pytest.raises(ValueError, match="exceeds the sequence length 8"):
+        open_loop_prediction(model, batch, context=5, horizon=4)
+    _, err = open_loop_prediction(model, batch, context=5)
+    assert err.horizon == 3
