@@ -187,6 +187,7 @@ def plot_curves(curves: dict, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".pend", suffix=".png", dir=path.parent)
     os.close(fd)
     fig.savefig(tmp)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -279,6 +280,7 @@ def main() -> None:
     fd, tmp = tempfile.mkstemp(prefix=".planner_speed", suffix=".json", dir=RESULTS)
     with os.fdopen(fd, "w") as f:
         json.dump(out, f, indent=1)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, RESULTS / "planner_speed.json")
 
     print(f"machine {out['machine']}, threads {args.threads}, fp32 matmul {gflops:.1f} GFLOP/s")

@@ -73,21 +73,30 @@ def pose_state(env: Any, angle: float, velocity: float = 0.0, seed: int = 0) -> 
 
 
 @torch.no_grad()
-def goal_latent(model: Any, env: Any, *, frames: int = 3) -> torch.Tensor:
-    """The filtered latent [S] of the upright goal image, seen `frames` times at rest.
+def goal_latent_from_image(model: Any, image: np.ndarray, *, frames: int = 3) -> torch.Tensor:
+    """The filtered latent [S] of a goal image (uint8 [H, W, 3]) seen `frames` times at rest.
 
     Repeating the still image with zero actions lets the recurrent encoder settle on a latent
     that encodes both the pose and zero velocity, as E2C's stacked goal frames do.
     """
     from worldmodel.control import image_to_tensor
 
-    obs, _ = env.reset(sim_state=pose_state(env, 0.0))
-    image = image_to_tensor(obs)
-    zero = torch.zeros(1, env.action_dim)
-    state = model.filter_step(None, None, image)
+    expected = tuple(model.cfg.obs_shape[1:]) + (model.cfg.obs_shape[0],)
+    if tuple(np.shape(image)) != expected:
+        raise ValueError(f"goal image has shape {tuple(np.shape(image))}, but the model was trained "
+                         f"on images of shape {expected}; render the goal at the training size")
+    x = image_to_tensor(np.asarray(image))
+    zero = torch.zeros(1, model.cfg.action_dim)
+    state = model.filter_step(None, None, x)
     for _ in range(frames - 1):
-        state = model.filter_step(state, zero, image)
+        state = model.filter_step(state, zero, x)
     return model.to_vector(state)[0]
+
+
+def goal_latent(model: Any, env: Any, *, frames: int = 3) -> torch.Tensor:
+    """The latent [S] of `env`'s upright pose at rest (E2C's goal)."""
+    obs, _ = env.reset(sim_state=pose_state(env, 0.0))
+    return goal_latent_from_image(model, obs, frames=frames)
 
 
 def start_states(env: Any, config: E2CConfig) -> list[np.ndarray]:

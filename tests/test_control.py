@@ -1,0 +1,88 @@
+"""Tests for MPC evaluation (worldmodel.control, worldmodel.evaluate) and the E2C goal helpers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from worldmodel import ModelConfig, WorldModel
+from worldmodel.control import (EvalConfig, RandomAgent, goal_tolerance, image_to_tensor,
+                                mean_stderr, run_episode, summarise, tensor_to_image)
+from worldmodel.e2c import goal_latent_from_image, pose_state
+from worldmodel.evaluate import evaluate, evaluate_model, run_task
+
+TASK, SIZE, REPEAT = "cartpole-balance", 32, 25  # 40 env steps per 1000-simulator-step episode
+
+
+def test_goal_tolerance_follows_the_e2c_protocol():
+    assert goal_tolerance("pendulum-swingup") == pytest.approx(math.pi / 6)
+    assert goal_tolerance("cartpole-swingup") == pytest.approx(math.pi / 10)
+    assert goal_tolerance("point_mass-easy") is None
+
+
+def test_image_round_trip_and_bad_images():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    x = image_to_tensor(img)
+    assert x.shape == (1, 3, SIZE, SIZE) and x.min() >= -0.5 and x.max() <= 0.5
+    assert np.array_equal(tensor_to_image(x[0]), img)
+    with pytest.raises(ValueError, match="uint8"):
+        image_to_tensor(img.astype(np.float32))
+
+
+def test_mean_stderr_matches_numpy():
+    x = [1.0, 4.0, 2.0, 7.0]
+    mean, se = mean_stderr(x)
+    assert mean == pytest.approx(np.mean(x))
+    assert se == pytest.approx(np.std(x, ddof=1) / 2.0)
+    assert mean_stderr([3.0]) == (3.0, 0.0)
+
+
+def test_random_episode_return_and_goal_time_are_consistent():
+    env = envs.make(TASK, image_size=16, action_repeat=REPEAT, seed=0)
+    try:
+        result = run_episode(env, RandomAgent(env.action_dim, seed=0), seed=3)
+        again = run_episode(env, RandomAgent(env.action_dim, seed=0), seed=3)
+    finally:
+        env.close()
+    assert result.steps == env.max_steps == 40
+    assert 0.0 <= result.ret <= 1000.0 and 0.0 <= result.goal_time <= 1.0
+    assert result.ret == again.ret  # seeded: the same episode twice
+    s = summarise([result, again])
+    assert s["return_mean"] == result.ret and s["return_stderr"] == 0.0
+
+
+def test_run_folder_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="worldmodel train"):
+        run_task(tmp_path)
+    with pytest.raises(FileNotFoundError, match="worldmodel train"):
+        evaluate(tmp_path, EvalConfig(episodes=1))
+
+
+def test_unknown_planner_name_lists_the_known_ones():
+    model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1))
+    with pytest.raises(ValueError, match="cem"):
+        evaluate_model(model, TASK, EvalConfig(planner="nope", episodes=1), image_size=SIZE,
+                       action_repeat=REPEAT, progress=False)
+
+
+def test_goal_image_of_the_wrong_size_is_rejected():
+    model = WorldModel(ModelConfig.small(transition="locally_linear", obs_shape=(3, SIZE, SIZE),
+                                         action_dim=1))
+    with pytest.raises(ValueError, match="training size"):
+        goal_latent_from_image(model, np.zeros((48, 48, 3), np.uint8))
+    goal = goal_latent_from_image(model, np.zeros((SIZE, SIZE, 3), np.uint8))
+    assert goal.shape == (model.state_size,)
+
+
+def test_pose_state_puts_the_pole_where_asked():
+    env = envs.make("pendulum-swingup", image_size=16)
+    try:
+        _, info = env.reset(sim_state=pose_state(env, 0.9 * math.pi))
+    finally:
+        env.close()
+    assert info["angle"] == pytest.approx(0.9 * math.pi)
+    assert info["state"][1] == 0.0  # at rest
