@@ -1,0 +1,201 @@
+"""Control benchmark: returns of online-learned world models beside the published pixel baselines.
+
+    python benchmarks/control.py                                   # cartpole-swingup, 100k, seeds 0 1 2
+    python benchmarks/control.py --task cartpole-balance --env-steps 100000 --seeds 0 1 2
+    python benchmarks/control.py --collect-only                    # only tabulate finished runs
+
+Each seed runs `worldmodel.online.run_online` in RUNS/<task>-<preset>-s<seed> and resumes
+there if the folder holds a run (so a 100k run may span several sittings; a finished run is not
+redone). The table then reads every finished run (summary.json) under RUNS, groups runs whose
+settings differ only in seed and device, and writes
+
+    RESULTS/control.json   a list of rows: task, env_steps, return_mean, return_stderr, seeds,
+                           wall_hours, device, command, preset (keys other tools read; keep them)
+                           plus stderr_over, seed_returns, headline
+    RESULTS/control.md     a markdown table of our rows beside the published anchors
+
+return_mean is the mean over seeds of each run's final noise-free evaluation (>= 10 episodes with
+the default settings); return_stderr is the standard error over seeds, or over one run's
+episodes when there is a single seed (stderr_over says which). Rows with fewer than 3 seeds are
+not headline numbers (DESIGN.md section 6) and are marked so. wall_hours is the mean per seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+# dm_control cartpole-swingup from pixels, return at 100k / 500k environment steps, as given in
+# issue 7 from the tables of CURL (Laskin et al. 2020) and DreamerV3 (Hafner et al. 2023).
+ANCHORS = [
+    {"method": "PlaNet", "task": "cartpole-swingup", "returns": {100_000: 297, 500_000: 475},
+     "source": "Hafner et al. 2019, as tabulated in CURL (Laskin et al. 2020)"},
+    {"method": "Dreamer", "task": "cartpole-swingup", "returns": {100_000: 326, 500_000: 762},
+     "source": "Hafner et al. 2020, as tabulated in CURL (Laskin et al. 2020) / DreamerV3 (Hafner et al. 2023)"},
+    {"method": "DreamerV3", "task": "cartpole-swingup", "returns": {100_000: 598, 500_000: 845},
+     "source": "Hafner et al. 2023 (DreamerV3)"},
+    {"method": "DrQ", "task": "cartpole-swingup", "returns": {100_000: 759, 500_000: 868},
+     "source": "Kostrikov et al. 2020, as tabulated in DreamerV3 (Hafner et al. 2023)"},
+    {"method": "CURL", "task": "cartpole-swingup", "returns": {100_000: 582, 500_000: 841},
+     "source": "Laskin et al. 2020 (CURL)"},
+]
+HEADLINE_SEEDS = 3  # DESIGN.md section 6: headline numbers over >= 3 training seeds
+_PER_RUN = ("seed", "device", "env_steps")  # settings that may differ between runs of one row
+
+
+def run_folder(runs: Path, task: str, preset: str, seed: int) -> Path:
+    return runs / f"{task}-{preset}-s{seed}"
+
+
+def run_seeds(args: argparse.Namespace) -> None:
+    """Run (or resume) the online loop for each seed; finished runs return at once."""
+    from worldmodel.online import OnlineConfig, run_online
+    from worldmodel.run_cli import config_overrides
+
+    for seed in args.seeds:
+        out = run_folder(args.runs, args.task, args.preset, seed)
+        settings = {**config_overrides(args.set), "task": args.task, "env_steps": args.env_steps,
+                    "seed": seed, "device": args.device}
+        config = getattr(OnlineConfig, args.preset)(**settings)
+        resume = (out / "config.json").is_file()
+        print(f"{'resuming' if resume else 'starting'} {out}", flush=True)
+        summary = run_online(config, out, resume=resume, progress=not args.no_progress)
+        print(f"  seed {seed}: return {summary['return_mean']} after {summary['env_steps']} env steps, "
+              f"{summary['wall_hours']:.2f} h", flush=True)
+
+
+def finished_runs(runs: Path) -> list[dict[str, Any]]:
+    """(config, summary) of every run folder under `runs` whose summary.json exists."""
+    found = []
+    for summary_path in sorted(runs.glob("*/summary.json")):
+        folder = summary_path.parent
+        summary = json.loads(summary_path.read_text())
+        config = json.loads((folder / "config.json").read_text()).get("online")
+        if config is None or summary.get("return_mean") is None:
+            continue  # not an online run, or one finished without a final evaluation
+        shown = folder.resolve().relative_to(ROOT) if folder.resolve().is_relative_to(ROOT) else folder
+        found.append({"folder": str(shown), "config": config, "summary": summary})
+    return found
+
+
+def reproduce_command(config: dict[str, Any], seeds: list[int]) -> str:
+    """The benchmark command that reruns these seeds: the preset plus --set for each difference."""
+    from worldmodel.online import OnlineConfig
+
+    preset = config.get("preset", "cpu")
+    base = getattr(OnlineConfig, preset)().to_dict()
+    sets = []
+    for key, value in sorted(config.items()):
+        if key in (*_PER_RUN, "task", "preset") or base.get(key) == value:
+            continue
+        if isinstance(value, dict):
+            group = key.removesuffix("_overrides")
+            sets += [f"{group}.{k}={json.dumps(v)}" for k, v in sorted(value.items())]
+        else:
+            sets.append(f"{key}={json.dumps(value)}")
+    words = ["python", "benchmarks/control.py", "--task", config["task"], "--env-steps",
+             str(config["env_steps"]), "--preset", preset, "--seeds", *map(str, seeds)]
+    for s in sets:
+        words += ["--set", s]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per group of runs whose settings differ only in seed and device."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        key = {k: v for k, v in run["config"].items() if k not in _PER_RUN}
+        key["env_steps"] = run["summary"]["env_steps"]  # what was collected, not the budget asked
+        groups.setdefault(json.dumps(key, sort_keys=True), []).append(run)
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda r: r["config"]["seed"])
+        means = [float(r["summary"]["return_mean"]) for r in group]
+        seeds = [int(r["config"]["seed"]) for r in group]
+        mean = sum(means) / len(means)
+        if len(means) >= 2:
+            var = sum((x - mean) ** 2 for x in means) / (len(means) - 1)
+            stderr, over = math.sqrt(var / len(means)), "seeds"
+        else:
+            stderr, over = float(group[0]["summary"].get("return_stderr") or 0.0), "episodes"
+        config = group[0]["config"]
+        rows.append({
+            "task": config["task"], "env_steps": int(group[0]["summary"]["env_steps"]),
+            "return_mean": mean, "return_stderr": stderr, "stderr_over": over, "seeds": seeds,
+            "seed_returns": means, "headline": len(seeds) >= HEADLINE_SEEDS,
+            "wall_hours": sum(float(r["summary"]["wall_hours"]) for r in group) / len(group),
+            "device": "; ".join(sorted({r["summary"]["device"] for r in group})),
+            "command": reproduce_command({**config, "env_steps": group[0]["summary"]["env_steps"]}, seeds),
+            "preset": config.get("preset", "cpu"), "folders": [r["folder"] for r in group]})
+    rows.sort(key=lambda r: (r["task"], r["env_steps"], r["preset"]))
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Our rows beside the published anchors, one table per task."""
+    lines = ["# Control benchmark: return from pixels (dm_control, 1000 simulator steps per episode)", "",
+             "Ours: mean ± standard error of the final noise-free evaluation; rows with fewer than "
+             f"{HEADLINE_SEEDS} seeds are marked † and are not headline numbers. Published anchors as "
+             "reported in the cited papers (GPU training).", ""]
+    tasks = sorted({r["task"] for r in rows} | {a["task"] for a in ANCHORS})
+    for task in tasks:
+        lines += [f"## {task}", "",
+                  "| method | env steps | return | seeds | wall-clock (h/seed) | device | source / command |",
+                  "|---|---:|---:|---|---:|---|---|"]
+        for a in (a for a in ANCHORS if a["task"] == task):
+            for steps, ret in sorted(a["returns"].items()):
+                lines.append(f"| {a['method']} | {steps // 1000}k | {ret} | | | | {a['source']} |")
+        for r in (r for r in rows if r["task"] == task):
+            mark = "" if r["headline"] else " †"
+            seeds = f"{len(r['seeds'])} ({', '.join(map(str, r['seeds']))}){mark}"
+            lines.append(f"| ours ({r['preset']}) | {r['env_steps'] / 1000:g}k | {r['return_mean']:.0f} ± "
+                         f"{r['return_stderr']:.0f} | {seeds} | {r['wall_hours']:.2f} | {r['device']} | "
+                         f"`{r['command']}` |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_results(rows: list[dict[str, Any]], results: Path) -> None:
+    from worldmodel.atomic import atomic_write_bytes, atomic_write_json
+
+    atomic_write_json(results / "control.json", rows)
+    atomic_write_bytes(results / "control.md", markdown(rows).encode())
+    print(markdown(rows))
+    print(f"wrote {results / 'control.json'} and {results / 'control.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "control", help="folder of run folders")
+    p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
+                   help="where control.json and control.md go")
+    p.add_argument("--task", default="cartpole-swingup")
+    p.add_argument("--env-steps", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--preset", choices=("cpu", "planet"), default="cpu")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="OnlineConfig field, or model.KEY / planner.KEY (as `worldmodel run --set`)")
+    p.add_argument("--collect-only", action="store_true", help="only tabulate the finished runs under --runs")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if not args.collect_only:
+        run_seeds(args)
+    runs = finished_runs(args.runs)
+    if not runs:
+        print(f"no finished online runs under {args.runs}; run this script without --collect-only first",
+              file=sys.stderr)
+        return 1
+    write_results(table_rows(runs), args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Tests for the online loop (worldmodel.online) and the `worldmodel run` verb (worldmodel.run_cli).
+
+Everything runs on 32×32 cart-pole-balance with a model a few hundred parameters wide; one thread,
+because two OpenMP threads on a busy 2-core machine make every small op milliseconds slower.
+"""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel import online
+from worldmodel.checkpoint import CheckpointError, load_checkpoint
+from worldmodel.cli import main
+from worldmodel.data import EpisodeDataset
+from worldmodel.metrics_log import read_metrics
+from worldmodel.online import OnlineConfig, run_online
+
+TINY_MODEL = dict(deter_size=8, stoch_size=4, hidden_size=16, cnn_depth=2)
+# 2 seed + 3 exploration episodes of 20 agent steps (action repeat 50), 3 updates before each.
+TINY = dict(task="cartpole-balance", env_steps=5000, seed_episodes=2, train_steps_per_episode=3,
+            batch_size=4, chunk_length=8, candidates=16, elites=4, iterations=2, horizon=5,
+            eval_every=2, eval_episodes=1, final_eval_episodes=1, image_size=32, action_repeat=50,
+            device="cpu", model_overrides=TINY_MODEL)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> OnlineConfig:
+    return OnlineConfig(**{**TINY, **overrides})
+
+
+def episodes_of(run: Path) -> list:
+    return EpisodeDataset(run / online.DATA_DIR).episodes
+
+
+def comparable(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in records]
+
+
+# -- exact resume --------------------------------------------------------------------------------
+
+def test_stopped_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    config = tiny()
+    whole = run_online(config, tmp_path / "whole", progress=False)
+    assert whole["status"] == "finished" and whole["episodes"] == 5 and whole["env_steps"] == 5000
+    assert whole["train_steps"] == 9  # 3 updates before each of the 3 exploration episodes
+
+    # Sitting 1: Ctrl-C during the second seed episode -> that cycle finishes, is checkpointed,
+    # then KeyboardInterrupt (the seed phase: no model exists yet).
+    parts = tmp_path / "parts"
+    collect = online._collect_episode
+
+    def interrupted(env, config, index, model, device):
+        if index == 1:
+            signal.raise_signal(signal.SIGINT)
+        return collect(env, config, index, model, device)
+
+    monkeypatch.setattr(online, "_collect_episode", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        run_online(config, parts, progress=False)
+    monkeypatch.setattr(online, "_collect_episode", collect)
+    assert len(episodes_of(parts)) == 2
+
+    # Sitting 2: stopped after the first exploration episode; then "kill -9" after the next
+    # append but before its checkpoint: an extra episode on disk and a torn metrics record.
+    stopped = run_online(None, parts, resume=True, progress=False, stop_when=lambda c: c["episodes"] == 3)
+    assert stopped == {**stopped, "status": "stopped", "episodes": 3, "env_steps": 3000, "train_steps": 3}
+    EpisodeDataset(parts / online.DATA_DIR).append(episodes_of(parts)[0])
+    with open(parts / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 4000, "kind": "explore", "return": -1.0}) + "\n{\"step\": 50")
+
+    # Sitting 3: resume to the end; the unrecorded episode is dropped and collected again.
+    with pytest.warns(UserWarning, match="dropped 1 episode"):
+        resumed = run_online(None, parts, resume=True, progress=False)
+
+    for key in ("status", "episodes", "env_steps", "train_steps", "returns", "return_mean"):
+        assert resumed[key] == whole[key], key
+    a, b = episodes_of(tmp_path / "whole"), episodes_of(parts)
+    assert len(a) == len(b) == 5
+    for x, y in zip(a, b):
+        for name in ("images", "actions", "rewards", "states"):
+            np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+    ca, cb = load_checkpoint(tmp_path / "whole" / "checkpoint.pt"), load_checkpoint(parts / "checkpoint.pt")
+    assert ca["online"] == cb["online"] and ca["step"] == cb["step"] == 9
+    for name, tensor in ca["model"].items():
+        assert torch.equal(tensor, cb["model"][name]), name
+    assert torch.equal(ca["ranks"][0]["sampler"]["generator"], cb["ranks"][0]["sampler"]["generator"])
+    assert comparable(read_metrics(tmp_path / "whole")) == comparable(read_metrics(parts))
+    kinds = [r["kind"] for r in read_metrics(parts)]
+    assert kinds == ["seed", "seed", "explore", "explore", "eval", "explore", "eval"]
+    run_config = json.loads((parts / "config.json").read_text())
+    assert len(run_config["resumed"]) == 2 and run_config["online"] == config.to_dict()
+
+
+def test_resume_may_raise_the_budget_and_a_finished_run_is_not_redone(tmp_path):
+    run = tmp_path / "run"
+    first = run_online(tiny(env_steps=3000, final_eval_episodes=0), run, progress=False)
+    assert first["episodes"] == 3 and first["return_mean"] is None
+    again = run_online(None, run, resume=True, progress=False)
+    assert again == first  # summary.json is reused, nothing is collected
+    more = run_online(tiny(env_steps=4000, final_eval_episodes=0), run, resume=True, progress=False)
+    assert more["episodes"] == 4 and more["train_steps"] == 6
+
+
+# -- learning ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_online_run_learns_to_beat_its_random_seed_episodes(tmp_path):
+    """About 70 s: 5 random episodes, then 8 cycles of 100 updates and one noisy MPC episode
+    (cart-pole balance at action repeat 10: 100 agent steps an episode), then 3 noise-free ones.
+
+    Seen on the 2-core dev machine: random episodes 232 on average, the last 4 exploration
+    episodes 261, the final evaluation 372. The MPC of an untrained model does worse than random
+    here (149 for the first exploration episode; with 1 update per cycle instead of 100 the final
+    evaluation is 144), so the assertions hold only if the model learns."""
+    config = OnlineConfig(task="cartpole-balance", env_steps=13_000, seed_episodes=5,
+                          train_steps_per_episode=100, batch_size=16, chunk_length=10, lr=3e-3,
+                          candidates=100, elites=10, iterations=4, horizon=10, eval_every=100,
+                          final_eval_episodes=3, image_size=32, action_repeat=10, device="cpu",
+                          model_overrides=dict(deter_size=32, stoch_size=8, hidden_size=32, cnn_depth=8,
+                                               free_nats=1.0, kl_balance=0.8))
+    summary = run_online(config, tmp_path / "run", progress=False)
+    records = read_metrics(tmp_path / "run")
+    seed = [r["return"] for r in records if r["kind"] == "seed"]
+    explore = [r["return"] for r in records if r["kind"] == "explore"]
+    assert len(seed) == 5 and len(explore) == 8 and len(summary["returns"]) == 3
+    later = explore[len(explore) // 2:] + summary["returns"]  # the later MPC episodes
+    assert np.mean(later) > np.mean(seed) + 25, (seed, explore, summary["returns"])
+    assert summary["return_mean"] > np.mean(seed) + 50, (seed, summary["returns"])
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
+    run = tmp_path / "run"
+    run_online(tiny(), run, progress=False, stop_when=lambda c: True)
+    first = episodes_of(run)[0]
+    (run / "checkpoint.pt").unlink()  # as if killed after the first append, before the checkpoint
+    stopped = run_online(None, run, resume=True, progress=False, stop_when=lambda c: True)
+    assert stopped["episodes"] == 1
+    (again,) = episodes_of(run)
+    np.testing.assert_array_equal(again.images, first.images)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def started_run(tmp_path_factory) -> Path:
+    """A run folder stopped after its first (random) episode."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("runs") / "started"
+    assert run_online(tiny(), run, progress=False, stop_when=lambda c: True)["status"] == "stopped"
+    return run
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="holds no online run.*without --resume"):
+        run_online(None, tmp_path / "nothing", resume=True)
+    with pytest.raises(CheckpointError, match="holds no online run"):
+        main(["run", "--out", str(tmp_path / "nothing"), "--resume", "--no-progress"])
+
+
+def test_resume_with_conflicting_settings_names_the_setting(started_run):
+    with pytest.raises(ValueError, match="'batch_size' differs.*run has 4.*gives 5"):
+        run_online(tiny(batch_size=5), started_run, resume=True)
+    with pytest.raises(ValueError, match="'model_overrides' differs"):
+        main(["run", "--out", str(started_run), "--resume", "--set", "model.deter_size=9"])
+    with pytest.raises(ValueError, match="--preset"):
+        main(["run", "--out", str(started_run), "--resume", "--preset", "planet"])
+
+
+def test_a_new_run_never_overwrites_an_existing_one(started_run):
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_online(tiny(), started_run)
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["run", "--task", "cartpole-balance", "--env-steps", "2000", "--out", str(started_run)])
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(elites=20, candidates=10), "elites"),
+    (dict(task="cartpole-upside-down"), "unknown task"),
+    (dict(env_steps=0), "env_steps"),
+    (dict(planner_overrides={"no_such_setting": 1}), "no_such_setting"),
+    (dict(model="huge"), "small"),
+])
+def test_bad_settings_are_rejected_naming_them(overrides, words):
+    with pytest.raises(ValueError, match=words):
+        tiny(**overrides)
+
+
+def test_chunks_longer_than_an_episode_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="chunk_length 50 exceeds the 20 agent steps"):
+        run_online(tiny(chunk_length=50), tmp_path / "run", progress=False)
+
+
+def test_presets_and_cli_overrides():
+    planet = OnlineConfig.planet()
+    assert (planet.seed_episodes, planet.train_steps_per_episode, planet.batch_size, planet.chunk_length,
+            planet.exploration_noise, planet.horizon, planet.iterations, planet.candidates,
+            planet.elites, planet.model) == (5, 100, 50, 50, 0.3, 12, 10, 1000, 100, "planet")
+    assert online.planner_settings(planet) == {"candidates": 1000, "elites": 100, "iterations": 10}
+    assert online.planner_settings(OnlineConfig(planner="mppi", candidates=64, elites=8)) == {
+        "samples": 64, "elites": 8, "iterations": 6}
+    from worldmodel.run_cli import config_overrides
+
+    assert config_overrides(["batch_size=8", "model.free_nats=1.5", "planner.init_std=0.5"]) == {
+        "batch_size": 8, "model_overrides": {"free_nats": 1.5}, "planner_overrides": {"init_std": 0.5}}

@@ -1,0 +1,528 @@
+"""Online learning as PlaNet does it: collect, train, plan, collect, … from random seed data.
+
+Schedule (Hafner et al. 2019, "Learning Latent Dynamics for Planning from Pixels", Algorithm 1):
+
+    S seed episodes of uniform random actions
+    until `env_steps` simulator steps are collected:
+        C updates of the model on B chunks of L steps drawn from all data so far
+        one episode of latent MPC with exploration noise: a_t = clip(plan(s_t) + ε_t, low, high),
+            ε_t ~ N(0, σ²), s_t the filtered latent of the images so far
+        append it to the dataset; every K episodes evaluate noise-free MPC on fixed seeds
+    a final noise-free evaluation of `final_eval_episodes` episodes -> summary.json
+
+Counting: env_steps counts simulator steps = agent steps × action repeat, so one dm_control
+episode is 1000 whatever the repeat (cart-pole at repeat 8: 125 agent steps). Evaluation
+episodes do not count: they add no data.
+
+A run folder holds
+    config.json      {"online": OnlineConfig, "model": ModelConfig, "train": TrainConfig, data ...}
+    data/            the EpisodeDataset of every collected episode (seed and exploration)
+    checkpoint.pt    model, optimiser, counters and RNG states after the last finished cycle
+    metrics.jsonl    one record per episode (kind seed | explore | eval), `step` = env_steps
+    summary.json     the final evaluation, once `env_steps` is reached
+config.json and checkpoint.pt use the format of `worldmodel train`, so `worldmodel evaluate --run`
+and `checkpoint.load_model` read an online run folder too.
+
+Exact resume: everything random is either checkpointed (the torch global RNG, the model's noise
+generator, the chunk sampler's generators) or derived from (seed, episode index) and needs no
+state (env seeds, the random and exploration-noise streams, the planner's generator; see
+`envs.rollout.episode_seeds`). On resume, episodes on disk beyond the checkpoint's count (a
+kill -9 after an append, before the checkpoint) are deleted and metrics after the checkpoint are
+dropped, so the resumed run repeats the lost cycle exactly as the uninterrupted run did it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from worldmodel import checkpoint as ckpt
+from worldmodel.atomic import atomic_write_json
+
+DATA_DIR = "data"
+SUMMARY_FILE = "summary.json"
+MODEL_PRESETS = ("small", "planet")
+# Settings a resumed run may change: how long and where it runs, not what it computes.
+RESUMABLE_CHANGES = ("env_steps", "device", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """Settings of one online run. The defaults are sized for a 2-core CPU (see `cpu`); `planet()`
+    gives PlaNet's values (Hafner et al. 2019, Sec. 5 and Appendix A)."""
+
+    task: str = "cartpole-swingup"
+    env_steps: int = 100_000  # simulator steps of data to collect (seed episodes included)
+    seed_episodes: int = 5  # S; PlaNet
+    train_steps_per_episode: int = 100  # C, updates before each collected episode; PlaNet
+    # B x L = 16 x 32 (PlaNet 50 x 50): on the 2-core dev CPU an update of the small model at 64 px
+    # takes ~0.45 s at B = 16 but ~1.5 s at B = 32, so 16 is the better buy. Measured, not tuned
+    # for return: each setting would need a multi-hour run to compare.
+    batch_size: int = 16  # B; PlaNet 50
+    chunk_length: int = 32  # L; PlaNet 50
+    lr: float = 1e-3  # Adam; PlaNet
+    adam_eps: float = 1e-4  # PlaNet
+    grad_clip: float = 1000.0  # PlaNet
+    quantize_bits: int | None = 5  # PlaNet's 5-bit images
+    exploration_noise: float = 0.3  # σ of the Gaussian action noise; PlaNet
+    planner: str = "cem"  # any of planners.names()
+    horizon: int = 12  # H; PlaNet
+    candidates: int = 500  # PlaNet 1000; halved for the CPU (untuned: one planning call ~0.1-0.2 s)
+    elites: int = 50  # PlaNet 100 (the same 10%)
+    iterations: int = 6  # PlaNet 10
+    planner_overrides: dict[str, Any] = field(default_factory=dict)  # other planner settings
+    eval_every: int = 10  # K, collected episodes between evaluations
+    eval_episodes: int = 2  # episodes per periodic evaluation (noise-free, fixed seeds)
+    final_eval_episodes: int = 10  # the headline number: DESIGN.md section 6 asks for >= 10
+    image_size: int = 64  # PlaNet
+    action_repeat: int | None = None  # None: the task's default (PlaNet: 8 for cart-pole)
+    model: str = "small"  # ModelConfig preset: small (CPU) | planet
+    transition: str = "rssm"
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # other ModelConfig fields
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "float32"  # float32 | bfloat16
+    checkpoint_every: int = 1  # collected episodes between checkpoints
+    preset: str = "cpu"  # the name of the preset these settings started from (a label for tables)
+
+    def __post_init__(self) -> None:
+        from envs.registry import spec
+
+        spec(self.task)  # unknown task: ValueError listing the known ones
+        for name in ("env_steps", "seed_episodes", "train_steps_per_episode", "batch_size",
+                     "chunk_length", "horizon", "candidates", "elites", "iterations", "eval_every",
+                     "eval_episodes", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"OnlineConfig.{name} must be an int >= 1, got {value!r}")
+        if self.final_eval_episodes < 0 or self.seed < 0:
+            raise ValueError(f"final_eval_episodes and seed must be >= 0, got "
+                             f"{self.final_eval_episodes}, {self.seed}")
+        if self.elites > self.candidates:
+            raise ValueError(f"elites ({self.elites}) cannot exceed candidates ({self.candidates})")
+        if not self.exploration_noise >= 0:
+            raise ValueError(f"exploration_noise must be >= 0, got {self.exploration_noise}")
+        if self.model not in MODEL_PRESETS:
+            raise ValueError(f"model must be one of {MODEL_PRESETS}, got {self.model!r}")
+        if self.action_repeat is not None and self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be None (task default) or >= 1, got {self.action_repeat}")
+        self.train_config()  # lr, device, precision, quantize_bits checked there
+        self.model_config(action_dim=1)  # image_size, transition and overrides checked there
+        planner_settings(self)  # planner name and overrides checked there
+
+    @classmethod
+    def cpu(cls, **overrides: Any) -> "OnlineConfig":
+        """The CPU-sized default. Only sized, not tuned: a 2-core machine allows few experiments."""
+        return cls(**overrides)
+
+    @classmethod
+    def planet(cls, **overrides: Any) -> "OnlineConfig":
+        """PlaNet (Hafner et al. 2019): S 5, C 100, B = L = 50, σ 0.3, CEM H 12 / 10 iterations /
+        1000 candidates / 100 elites, action repeat 8 on cart-pole (the task default), PlaNet's RSSM."""
+        base = dict(batch_size=50, chunk_length=50, candidates=1000, elites=100, iterations=10,
+                    model="planet", eval_episodes=5, preset="planet")
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OnlineConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown OnlineConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
+
+    def model_config(self, action_dim: int) -> Any:
+        """The ModelConfig of this run for an env with `action_dim` actions."""
+        from worldmodel import ModelConfig
+
+        size = self.image_size
+        return getattr(ModelConfig, self.model)(**{"transition": self.transition, **self.model_overrides,
+                                                   "obs_shape": (3, size, size), "action_dim": action_dim})
+
+    def train_config(self, steps: int = 1) -> Any:
+        """The TrainConfig the updates use (`steps` is only recorded: the schedule sets the count)."""
+        from worldmodel.train import TrainConfig
+
+        return TrainConfig(steps=steps, batch_size=self.batch_size, chunk_length=self.chunk_length,
+                           lr=self.lr, adam_eps=self.adam_eps, grad_clip=self.grad_clip, seed=self.seed,
+                           device=self.device, precision=self.precision, quantize_bits=self.quantize_bits)
+
+
+def planner_settings(config: OnlineConfig) -> dict[str, Any]:
+    """candidates / elites / iterations under each planner's own names, plus `planner_overrides`."""
+    import planners
+
+    default = planners.make(config.planner)  # unknown name: ValueError listing the valid ones
+    names = {f.name for f in dataclasses.fields(default)}
+    mapped = {"candidates": "samples" if "samples" in names else "candidates",
+              "elites": "elites", "iterations": "iterations"}
+    settings = {mapped[k]: getattr(config, k) for k in mapped if mapped[k] in names}
+    settings.update(config.planner_overrides)
+    planners.make(config.planner, **settings)  # unknown settings: ValueError listing valid ones
+    return settings
+
+
+# -- the run folder ------------------------------------------------------------------------------
+
+def _episode_index(path: Path) -> int | None:
+    m = re.fullmatch(r"episode_(\d+)\.npz", path.name)
+    return int(m.group(1)) if m else None
+
+
+def _drop_unrecorded_episodes(data_dir: Path, keep: int, data_steps: int) -> list[Path]:
+    """Delete episode files numbered >= `keep` (appended after the checkpoint) and make the
+    manifest agree with the `keep` episodes left; returns the deleted paths."""
+    from worldmodel.data.dataset import MANIFEST
+
+    if not (data_dir / MANIFEST).is_file():
+        return []
+    extra = sorted(p for p in data_dir.iterdir() if (i := _episode_index(p)) is not None and i >= keep)
+    for path in extra:
+        path.unlink()
+    manifest_path = data_dir / MANIFEST
+    import json
+
+    manifest = json.loads(manifest_path.read_text())
+    if (manifest.get("episodes"), manifest.get("steps")) != (keep, data_steps):
+        atomic_write_json(manifest_path, {**manifest, "episodes": keep, "steps": data_steps})
+    return extra
+
+
+def _settle_config(config: OnlineConfig | None, out: Path, resume: bool) -> OnlineConfig:
+    """The run's settings: `config` for a new run, the folder's (with allowed changes) on resume."""
+    config_path = out / ckpt.CONFIG_FILE
+    if not resume:
+        if config_path.exists() or (out / ckpt.CHECKPOINT_FILE).exists() or (out / DATA_DIR).exists():
+            raise FileExistsError(f"{out} already holds a run; continue it with resume=True "
+                                  f"(`worldmodel run --out {out} --resume`) or choose another --out")
+        if config is None:
+            raise ValueError("a new run needs an OnlineConfig (only resume=True reads it from the folder)")
+        return config
+    if not config_path.is_file():
+        raise ckpt.CheckpointError(f"cannot resume: {out} holds no online run (no {ckpt.CONFIG_FILE}); "
+                                   f"start one without --resume, e.g. `worldmodel run --task TASK "
+                                   f"--env-steps N --out {out}`")
+    stored_all = ckpt.read_run_config(out)
+    if "online" not in stored_all:
+        raise ckpt.CheckpointError(f"cannot resume: {config_path} is not an online run's (no 'online' "
+                                   "settings); continue a `worldmodel train` run with `worldmodel train --resume`")
+    stored = stored_all["online"]
+    if config is None:
+        return OnlineConfig.from_dict(stored)
+    for key, value in config.to_dict().items():
+        if key not in RESUMABLE_CHANGES and stored.get(key) != value:
+            raise ValueError(f"cannot resume: setting {key!r} differs from the run's: the run has "
+                             f"{stored.get(key)!r}, this call gives {value!r}; leave it out (the run's "
+                             f"settings are used on resume; only {list(RESUMABLE_CHANGES)} may change) "
+                             "or start a new run in another folder")
+    return config
+
+
+# -- one episode of each kind ------------------------------------------------------------------
+
+class _NoisyMPCPolicy:
+    """Latent MPC plus N(0, σ²) action noise, clipped to the box, as an envs.rollout policy.
+
+    The agent filters the noisy action actually applied, so its latent follows the real episode."""
+
+    def __init__(self, agent: Any, noise: float, low: np.ndarray, high: np.ndarray) -> None:
+        self.agent, self.noise, self.low, self.high = agent, noise, low, high
+        self.last: np.ndarray | None = None
+
+    def __call__(self, obs: np.ndarray, info: dict, rng: np.random.Generator) -> np.ndarray:
+        if self.last is None:
+            self.agent.reset(obs, None)
+        else:
+            self.agent.observe(self.last, obs)
+        action = self.agent.act()  # [A]
+        noisy = action + self.noise * rng.standard_normal(action.shape)
+        self.last = np.clip(noisy, self.low, self.high).astype(np.float32)
+        return self.last
+
+
+def _planner_seed(seed: int, index: int) -> int:
+    """The planner's torch seed for episode `index` (a third stream beside envs.rollout's two)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(index, 2)).generate_state(1)[0])
+
+
+def _collect_episode(env: Any, config: OnlineConfig, index: int, model: Any, device: torch.device) -> Any:
+    """Episode `index` of the run: uniform random while index < S, noisy latent MPC after."""
+    import planners
+    from envs.rollout import episode_seeds, random_policy
+    from worldmodel.collect import run_episode
+    from worldmodel.control import LatentMPCAgent
+
+    env_seed, rng = episode_seeds(config.seed, index)
+    meta = {"index": index, "run_seed": config.seed}
+    if index < config.seed_episodes:
+        return run_episode(env, random_policy(env), rng, env_seed, meta={**meta, "policy": "random"})
+    agent = LatentMPCAgent(model, planners.make(config.planner, **planner_settings(config)), config.horizon,
+                           seed=_planner_seed(config.seed, index), device=str(device))
+    policy = _NoisyMPCPolicy(agent, config.exploration_noise, env.action_space.low, env.action_space.high)
+    model.eval()
+    return run_episode(env, policy, rng, env_seed, meta={**meta, "policy": f"{config.planner}+noise"})
+
+
+def _evaluate(model: Any, config: OnlineConfig, episodes: int, device: torch.device,
+              action_repeat: int) -> dict[str, Any]:
+    """Noise-free MPC on the fixed evaluation seeds (the same episodes every time)."""
+    from worldmodel.control import EvalConfig
+    from worldmodel.evaluate import evaluate_model
+
+    eval_config = EvalConfig(planner=config.planner, planner_overrides=planner_settings(config),
+                             horizon=config.horizon, episodes=episodes, oracle_episodes=0,
+                             seed=config.seed, device=str(device))
+    return evaluate_model(model, config.task, eval_config, image_size=config.image_size,
+                          action_repeat=action_repeat, progress=False)
+
+
+# -- the loop --------------------------------------------------------------------------------------
+
+def run_online(config: OnlineConfig | None, out: str | Path, *, resume: bool = False, progress: bool = True,
+               stop_when: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """Run (or, with resume=True, continue) PlaNet's online loop in the run folder `out`.
+
+    config: the settings of a new run; on resume None (the folder's) or the folder's with only
+        `RESUMABLE_CHANGES` changed (others are a ValueError naming the key).
+    stop_when: called with the counters after each checkpoint; returning True stops the run
+        there, resumable (a test hook; Ctrl-C does the same at the end of the current cycle,
+        a second Ctrl-C stops at once and the run resumes from the last checkpoint).
+    Returns the summary: {"status": "finished" | "stopped", counters, final evaluation, ...}.
+    Raises KeyboardInterrupt (after checkpointing) when stopped by Ctrl-C / SIGTERM.
+    """
+    from worldmodel.device import resolve_device
+
+    out = Path(out)
+    config = _settle_config(config, out, resume)
+    device = resolve_device(config.device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # the caller's torch RNGs are left as they were
+        return _OnlineRun(config, out, resume, progress, stop_when).run()
+
+
+class _OnlineRun:
+    """The state of one online run between cycles, and the cycle itself."""
+
+    def __init__(self, config: OnlineConfig, out: Path, resume: bool, progress: bool,
+                 stop_when: Callable[[dict[str, Any]], bool] | None) -> None:
+        import envs
+        from worldmodel.device import resolve_device
+
+        self.config, self.out, self.progress, self.stop_when = config, out, progress, stop_when
+        self.device = resolve_device(config.device)
+        self.env = envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat)
+        self.episode_env_steps = self.env.max_steps * self.env.action_repeat  # 1000 for the suite
+        if config.chunk_length > self.env.max_steps:
+            self.env.close()
+            raise ValueError(f"chunk_length {config.chunk_length} exceeds the {self.env.max_steps} agent "
+                             f"steps of a {config.task} episode at action repeat {self.env.action_repeat}; "
+                             f"use chunk_length <= {self.env.max_steps}")
+        self.model_config = config.model_config(self.env.action_dim)
+        self.train_config = config.train_config(steps=config.train_steps_per_episode * max(
+            1, math.ceil(config.env_steps / self.episode_env_steps) - config.seed_episodes))
+        self.trainer: Any = None
+        self.data: Any = None
+        self.episodes = self.env_steps = 0
+        self.wall_before = 0.0
+        self.window: dict[str, Any] = {"last_return": None, "last_eval": None}
+        self.resumed = resume and (out / ckpt.CHECKPOINT_FILE).is_file()
+        if self.resumed:
+            self._load()
+        else:
+            _drop_unrecorded_episodes(out / DATA_DIR, 0, 0)  # a run killed before its first checkpoint
+        self._write_config(resume)
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def _write_config(self, resume: bool) -> None:
+        from envs.registry import spec
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        stored = ckpt.read_run_config(self.out) if resume and (self.out / ckpt.CONFIG_FILE).exists() else {}
+        manifest = {"task": self.config.task, "image_size": self.config.image_size,
+                    "action_repeat": self.env.action_repeat, "action_dim": self.env.action_dim,
+                    "state_dim": self.env.state_dim}
+        record = {**stored, "online": self.config.to_dict(), "model": self.model_config.to_dict(),
+                  "train": self.train_config.to_dict(), "data": str((self.out / DATA_DIR).resolve()),
+                  "data_manifest": manifest, "world_size": 1, "versions": ckpt.versions(),
+                  "task_default_action_repeat": spec(self.config.task).action_repeat}
+        record.setdefault("created", now)
+        if resume:
+            record["resumed"] = [*record.get("resumed", []), {"at": now, "episodes": self.episodes}]
+        ckpt.write_run_config(self.out, record)
+
+    def _load(self) -> None:
+        state = ckpt.load_checkpoint(self.out / ckpt.CHECKPOINT_FILE, map_location=self.device)
+        counters = state["online"]
+        self.episodes, self.env_steps = int(counters["episodes"]), int(counters["env_steps"])
+        self.wall_before, self.window = float(state["wall_time"]), dict(state["log_window"])
+        dropped = _drop_unrecorded_episodes(self.out / DATA_DIR, self.episodes, int(counters["data_steps"]))
+        if dropped:
+            warnings.warn(f"dropped {len(dropped)} episode(s) collected after the last checkpoint "
+                          f"(episode {self.episodes} onwards); they are collected again identically",
+                          stacklevel=3)
+        if state["model"] is not None:
+            self._start_trainer()
+            self.trainer.load_state(state)
+
+    def _start_trainer(self) -> None:
+        """Model, optimiser and sampler over the data so far (seeded from config.seed)."""
+        from worldmodel.train import Trainer
+
+        self.trainer = Trainer(self.model_config, self.train_config, self.out / DATA_DIR)
+        self.data = self.trainer.dataset  # one in-memory copy: appends go through the trainer's
+
+    def _dataset(self) -> Any:
+        from worldmodel.data import EpisodeDataset
+
+        if self.data is None:
+            self.data = EpisodeDataset.create(self.out / DATA_DIR, task=self.config.task,
+                                              image_size=self.config.image_size,
+                                              action_repeat=self.env.action_repeat,
+                                              action_dim=self.env.action_dim, state_dim=self.env.state_dim)
+        return self.data
+
+    def _save(self, wall: float) -> None:
+        t = self.trainer
+        ckpt.save_checkpoint(self.out / ckpt.CHECKPOINT_FILE, {
+            "step": t.step if t else 0, "model": t.model.state_dict() if t else None,
+            "optimizer": t.optimizer.state_dict() if t else None,
+            "model_config": self.model_config.to_dict(), "train_config": self.train_config.to_dict(),
+            "world_size": 1, "ranks": [t.state()] if t else [], "log_window": dict(self.window),
+            "wall_time": wall,
+            "online": {"episodes": self.episodes, "env_steps": self.env_steps,
+                       "data_steps": self._dataset().num_steps}})
+
+    def counters(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "env_steps": self.env_steps,
+                "train_steps": self.trainer.step if self.trainer else 0}
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        from worldmodel.metrics_log import MetricsLog
+        from worldmodel.train import _StopSignal
+
+        c = self.config
+        start = time.perf_counter()
+        wall = lambda: self.wall_before + time.perf_counter() - start  # noqa: E731
+        log = MetricsLog(self.out, keep_until=self.env_steps if self.resumed else None)
+        bar = tqdm(total=c.env_steps, initial=min(self.env_steps, c.env_steps), unit="env step",
+                   desc=f"run {c.task}", disable=not self.progress, dynamic_ncols=True, smoothing=0.3)
+        stopped = None
+        try:
+            with _StopSignal() as signal_flag:
+                while self.env_steps < c.env_steps and stopped is None:
+                    for record in self._cycle(wall):
+                        log.write(record)
+                    bar.update(min(self.env_steps, c.env_steps) - bar.n)
+                    bar.set_postfix(self._postfix(), refresh=False)
+                    if (self.episodes % c.checkpoint_every == 0 or self.env_steps >= c.env_steps
+                            or signal_flag.requested):
+                        self._save(wall())
+                        if signal_flag.requested:
+                            stopped = "signal"
+                        elif self.stop_when is not None and self.stop_when(self.counters()):
+                            stopped = "stop_when"
+                if stopped is None:
+                    summary = self._finish(log, wall)
+        finally:
+            bar.close()
+            log.close()
+            self.env.close()
+        if stopped == "signal":
+            raise KeyboardInterrupt(f"stopped after episode {self.episodes} ({self.env_steps} env steps); "
+                                    f"checkpoint saved in {self.out}; continue with "
+                                    f"`worldmodel run --out {self.out} --resume`")
+        if stopped:
+            return {"status": "stopped", **self.counters(), "wall_seconds": wall()}
+        return summary
+
+    def _cycle(self, wall: Callable[[], float]) -> list[dict[str, Any]]:
+        """C updates (after the seed phase), one collected episode, maybe an evaluation; the
+        metrics records it produced."""
+        c, index = self.config, self.episodes
+        exploring = index >= c.seed_episodes
+        terms: dict[str, float] = {}
+        if exploring:
+            if self.trainer is None:
+                self._start_trainer()
+            self.trainer.sampler.refresh()  # the episodes appended since the last cycle
+            for _ in range(c.train_steps_per_episode):
+                step_terms, _ = self.trainer.train_step()
+                for name, v in step_terms.items():
+                    terms[name] = terms.get(name, 0.0) + v / c.train_steps_per_episode
+        model = self.trainer.model if self.trainer else None
+        episode = _collect_episode(self.env, c, index, model, self.device)
+        self._dataset().append(episode)
+        self.episodes += 1
+        self.env_steps += episode.length * self.env.action_repeat
+        ret = float(episode.meta["return"])
+        self.window["last_return"] = ret
+        records = [{"step": self.env_steps, "episode": index, "env_steps": self.env_steps,
+                    "train_steps": self.counters()["train_steps"], "return": ret,
+                    "kind": "explore" if exploring else "seed", "wall_seconds": wall(), **terms}]
+        explored = self.episodes - c.seed_episodes
+        if exploring and explored % c.eval_every == 0 and self.env_steps < c.env_steps:
+            records.append(self._eval_record(c.eval_episodes, wall))
+        return records
+
+    def _eval_record(self, episodes: int, wall: Callable[[], float]) -> dict[str, Any]:
+        result = _evaluate(self.trainer.model, self.config, episodes, self.device, self.env.action_repeat)
+        self.window["last_eval"] = result["return_mean"]
+        return {"step": self.env_steps, "episode": self.episodes - 1, "env_steps": self.env_steps,
+                "train_steps": self.trainer.step, "return": result["return_mean"],
+                "return_stderr": result["return_stderr"], "returns": result["returns"], "kind": "eval",
+                "eval_episodes": episodes, "wall_seconds": wall()}
+
+    def _finish(self, log: Any, wall: Callable[[], float]) -> dict[str, Any]:
+        """The final evaluation and summary.json (reused if a previous sitting wrote it)."""
+        import json
+
+        path = self.out / SUMMARY_FILE
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            if summary.get("episodes") == self.episodes:
+                return summary
+        final = None
+        if self.config.final_eval_episodes and self.trainer is not None:
+            final = self._eval_record(self.config.final_eval_episodes, wall)
+            final["final"] = True
+            log.write(final)
+        from worldmodel.device import describe
+
+        summary = {"status": "finished", "task": self.config.task, **self.counters(),
+                   "return_mean": final["return"] if final else None,
+                   "return_stderr": final["return_stderr"] if final else None,
+                   "returns": final["returns"] if final else [], "seed": self.config.seed,
+                   "preset": self.config.preset, "model_preset": self.config.model,
+                   "wall_seconds": wall(), "wall_hours": wall() / 3600, "device": describe(self.device),
+                   "action_repeat": self.env.action_repeat}
+        self._save(wall())  # the wall time of the final evaluation
+        atomic_write_json(path, summary)
+        return summary
+
+    def _postfix(self) -> dict[str, str]:
+        w = self.window
+        shown = {"ep": str(self.episodes)}
+        if w.get("last_return") is not None:
+            shown["ret"] = f"{w['last_return']:.0f}"
+        if w.get("last_eval") is not None:
+            shown["eval"] = f"{w['last_eval']:.0f}"
+        return shown
+
+
+__all__ = ["OnlineConfig", "RESUMABLE_CHANGES", "planner_settings", "run_online"]
