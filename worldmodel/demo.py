@@ -29,11 +29,11 @@ class DemoConfig:
     chunk_length: int = 32
     transition: str = "rssm"
     eval_episodes: int = 5
-    oracle_episodes: int = 2
+    oracle_episodes: int = 1  # the oracle costs ~2 min per episode at 300 x 5 (MuJoCo rollouts)
     random_episodes: int = 5
     planner: str = "cem"
-    candidates: int = 500
-    iterations: int = 6
+    candidates: int = 300
+    iterations: int = 5
     horizon: int = 12
     seed: int = 0
     workers: int = 2
