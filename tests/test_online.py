@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from worldmodel import online
-from worldmodel.checkpoint import CheckpointError, load_checkpoint
-from worldmodel.cli import main
-from worldmodel.data import EpisodeDataset
-from worldmodel.metrics_log import read_metrics
-from worldmodel.online import OnlineConfig, run_online
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import one_thread  # noqa: E402,F401  (autouse: every test runs on one thread)
+
+from worldmodel import online  # noqa: E402
+from worldmodel.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from worldmodel.cli import main  # noqa: E402
+from worldmodel.data import EpisodeDataset  # noqa: E402
+from worldmodel.metrics_log import read_metrics  # noqa: E402
+from worldmodel.online import OnlineConfig, run_online  # noqa: E402
 
 TINY_MODEL = dict(deter_size=8, stoch_size=4, hidden_size=16, cnn_depth=2)
 # 2 seed + 3 exploration episodes of 20 agent steps (action repeat 50), 3 updates before each.
@@ -26,14 +30,6 @@ TINY = dict(task="cartpole-balance", env_steps=5000, seed_episodes=2, train_step
             batch_size=4, chunk_length=8, candidates=16, elites=4, iterations=2, horizon=5,
             eval_every=2, eval_episodes=1, final_eval_episodes=1, image_size=32, action_repeat=50,
             device="cpu", model_overrides=TINY_MODEL)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(**overrides) -> OnlineConfig:

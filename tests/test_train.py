@@ -12,21 +12,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import make_dataset, tiny_model_config, tiny_train_config  # noqa: E402
+from train_fixtures import one_thread, make_dataset, tiny_model_config, tiny_train_config  # noqa: E402,F401 (one_thread: autouse)
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from worldmodel.metrics_log import read_metrics  # noqa: E402
 from worldmodel.train import NonFiniteLossError, TrainConfig, Trainer, train  # noqa: E402
 
 LOSS_TERMS = ("loss", "elbo", "recon_nll", "reward_nll", "kl", "grad_norm")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 IMAGE_SIZE = 32  # the smallest size ModelConfig accepts
 
@@ -46,3 +48,13 @@ def tiny_train_config(**overrides):
 
     base = dict(steps=6, batch_size=3, chunk_length=5, checkpoint_every=3, log_every=1, device="cpu")
     return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse in the modules that import it: tiny models run faster and repeat bit for bit on
+    one thread, and a second process on a 2-core machine does not oversubscribe it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

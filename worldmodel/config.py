@@ -15,6 +15,15 @@ IMAGE_SIZES = (32, 48, 64, 84)
 ACTIVATIONS = ("relu", "elu")
 
 
+def check_known_keys(cls: type, d: dict[str, Any]) -> None:
+    """Raise ValueError naming the keys of `d` that are not fields of the dataclass `cls`
+    (the check every config's `from_dict` makes before building itself)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Settings of `WorldModel`. Sizes are per time step; S (planning state) = deter + stoch."""
@@ -118,10 +127,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         """Inverse of `to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys are {sorted(known)}")
+        check_known_keys(cls, d)
         d = dict(d)
         if "obs_shape" in d:
             d["obs_shape"] = tuple(d["obs_shape"])

@@ -37,7 +37,7 @@ import math
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,6 +46,7 @@ import torch
 
 from worldmodel import checkpoint as ckpt
 from worldmodel.atomic import atomic_write_json
+from worldmodel.config import check_known_keys
 
 DATA_DIR = "data"
 SUMMARY_FILE = "summary.json"
@@ -136,10 +137,7 @@ class OnlineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "OnlineConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown OnlineConfig keys {unknown}; known keys are {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
     def model_config(self, action_dim: int) -> Any:

@@ -16,7 +16,7 @@ is used inside `torch.random.fork_rng`, so the caller's RNG state is untouched.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 
 from worldmodel import checkpoint as ckpt
 from worldmodel import distributed as dist
+from worldmodel.config import check_known_keys
 from worldmodel.device import DEVICES, autocast, check_precision, resolve_device
 
 
@@ -72,10 +73,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys are {sorted(known)}")
+        check_known_keys(cls, d)
         return cls(**d)
 
 
