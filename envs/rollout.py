@@ -66,9 +66,11 @@ class Rollout:
     clipped: int         # action entries clipped over the episode
 
 
-def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int) -> Rollout:
-    """Reset `env` with `seed` and run `policy` until the episode ends (truncated after max_steps)."""
-    T, A = env.max_steps, env.action_dim
+def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int,
+            steps: int | None = None) -> Rollout:
+    """Reset `env` with `seed` and run `policy` until the episode ends (truncated after max_steps),
+    or after `steps` env steps when given (short episodes spread the data over more start states)."""
+    T, A = env.max_steps if steps is None else min(int(steps), env.max_steps), env.action_dim
     obs, info = env.reset(seed=seed)
     images = np.empty((T + 1, *obs.shape), dtype=np.uint8)
     states = np.empty((T + 1, env.state_dim), dtype=np.float64)
@@ -85,7 +87,7 @@ def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int) 
         images[t + 1], states[t + 1] = obs, info["state"]
         clipped += info["clipped"]
         t += 1
-        done = terminated or truncated
+        done = terminated or truncated or t >= T
     n = t  # == T for the suite tasks, which never terminate
     return Rollout(images[:n + 1], actions[:n], rewards[:n], states[:n + 1], seed, clipped)
 
@@ -100,6 +102,7 @@ class EpisodeJob:
     policy: Policy
     seed: int
     index: int
+    steps: int | None = None  # env steps per episode; None: the full episode
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,4 +116,4 @@ def run_job(job: EpisodeJob, env: PixelEnv | None = None) -> Rollout:
     if env is None:
         env = _worker_env(job.task, job.image_size, job.action_repeat)
     env_seed, rng = episode_seeds(job.seed, job.index)
-    return rollout(env, job.policy, rng, env_seed)
+    return rollout(env, job.policy, rng, env_seed, job.steps)

@@ -111,3 +111,21 @@ def test_metrics_log_drops_torn_last_line_and_trims_on_resume(tmp_path):
     path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
     with pytest.raises(ValueError, match="line 2 is not JSON"):
         read_metrics(path)
+
+
+def test_snapshots_keep_the_weights_of_every_checkpoint(tmp_path):
+    from worldmodel.checkpoint import load_snapshots
+
+    data = make_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    train(tiny_model_config(), tiny_train_config(steps=4, checkpoint_every=2, snapshots=True), data,
+          run, progress=False)
+    snapshots = load_snapshots(run)
+    assert [step for step, _ in snapshots] == [2, 4]
+    final, _, _ = load_model(run)
+    assert _equal_nested(snapshots[-1][1].state_dict(), final.state_dict())
+    assert not _equal_nested(snapshots[0][1].state_dict(), final.state_dict())  # training moved it
+    assert load_snapshots(tmp_path / "data") == []  # a folder without snapshots
+    (run / "snapshots" / "step_00000002.pt").write_bytes(b"not a snapshot")
+    with pytest.raises(CheckpointError, match="step_00000002.pt"):
+        load_snapshots(run)

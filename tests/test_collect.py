@@ -6,7 +6,7 @@ import pytest
 
 import envs
 from envs.rollout import UniformPolicy, episode_seeds
-from worldmodel.collect import collect, random_policy, run_episode
+from worldmodel.collect import collect, random_policy, run_episode, top_up
 from worldmodel.data import EpisodeDataset
 
 # cartpole-balance with repeat 25: 40 env steps per episode (still 1000 simulator steps)
@@ -71,7 +71,36 @@ def test_run_episode_matches_its_seeds_and_policy():
     assert np.array_equal(ep.actions, expected)
 
 
+def test_short_episodes_are_the_first_steps_of_full_ones(tmp_path):
+    short = collect(TASK, 2, tmp_path / "short", image_size=SIZE, action_repeat=REPEAT, seed=1,
+                    episode_steps=7, progress=False)
+    full = collect(TASK, 2, tmp_path / "full", image_size=SIZE, action_repeat=REPEAT, seed=1,
+                   progress=False)
+    assert [e.length for e in short.episodes] == [7, 7] and short.num_steps == 14
+    for s, f in zip(short.episodes, full.episodes):  # same seeds: a prefix of the same episode
+        assert np.array_equal(s.images, f.images[:8]) and np.array_equal(s.actions, f.actions[:7])
+        assert np.array_equal(s.states, f.states[:8]) and np.array_equal(s.rewards, f.rewards[:7])
+
+
+def test_top_up_completes_an_interrupted_collect_and_never_appends_twice(tmp_path):
+    """What a re-run demo or e2c command relies on after Ctrl-C."""
+    options = dict(image_size=SIZE, action_repeat=REPEAT, seed=2, progress=False)
+    top_up(TASK, 1, tmp_path / "data", **options)  # "interrupted" after one episode
+    data = top_up(TASK, 3, tmp_path / "data", **options)
+    assert len(data) == 3
+    assert len(top_up(TASK, 3, tmp_path / "data", **options)) == 3  # nothing to add
+    whole = collect(TASK, 3, tmp_path / "whole", **options)
+    assert all(_same(a, b) for a, b in zip(data.episodes, whole.episodes))
+    with pytest.raises(ValueError, match=f"{SIZE}px"):
+        top_up(TASK, 4, tmp_path / "data", **{**options, "image_size": 2 * SIZE})
+    assert len(EpisodeDataset(tmp_path / "data")) == 3
+
+
 def test_bad_arguments_raise(tmp_path):
+    for bad in (0, T + 1, 2.5, True):
+        with pytest.raises(ValueError, match="episode_steps"):
+            collect(TASK, 1, tmp_path, episode_steps=bad, image_size=SIZE, action_repeat=REPEAT,
+                    progress=False)
     with pytest.raises(ValueError, match="policy"):
         collect(TASK, 1, tmp_path, policy="greedy", image_size=SIZE, progress=False)
     with pytest.raises(ValueError, match="pickled"):

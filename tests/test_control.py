@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import envs
 from worldmodel import ModelConfig, WorldModel
+from worldmodel.data import EpisodeDataset
 from worldmodel.control import (EvalConfig, RandomAgent, goal_tolerance, image_to_tensor,
                                 mean_stderr, run_episode, summarise, tensor_to_image)
 from worldmodel.e2c import goal_latent_from_image, pose_state
@@ -86,3 +86,26 @@ def test_pose_state_puts_the_pole_where_asked():
         env.close()
     assert info["angle"] == pytest.approx(0.9 * math.pi)
     assert info["state"][1] == 0.0  # at rest
+
+
+@pytest.mark.slow
+def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
+    import json
+
+    from worldmodel.e2c import E2CConfig, run_e2c
+
+    config = E2CConfig.quick()
+    result = run_e2c(config, tmp_path, progress=False)
+    on_disk = json.loads((tmp_path / "e2c.json").read_text())
+    assert on_disk["goal_time_percent"] == result["goal_time_percent"]
+    assert len(result["goal_time_percent"]) == config.pairs
+    assert all(0.0 <= g <= 100.0 for g in result["goal_time_percent"])
+    assert on_disk["published"]["PC3"] == [58.4, 84.0]
+    assert all(np.isfinite(v) for v in result["latent_r2"].values())
+    # the short training episodes (E2C-style data) and the held-out set for the geometry
+    assert {e.length for e in EpisodeDataset(tmp_path / "data").episodes} == {config.episode_steps}
+    assert len(EpisodeDataset(tmp_path / "heldout")) == config.heldout_episodes
+    assert (tmp_path / "pictures" / "latent_geometry.png").stat().st_size > 0
+    # a re-run reuses the data and the trained model
+    run_e2c(config, tmp_path, progress=False)
+    assert len(EpisodeDataset(tmp_path / "data")) == config.episodes

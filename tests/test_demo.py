@@ -32,17 +32,11 @@ def test_demo_runs_every_stage_and_writes_summary_and_pictures(tmp_path):
     for name in ("latent_geometry.png", "open_loop_prediction.png", "training_curves.png"):
         image = iio.imread(tmp_path / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
-
-
-def test_demo_rerun_reuses_its_data_instead_of_appending(tmp_path):
-    from worldmodel.data import EpisodeDataset
-    from worldmodel.demo import _top_up
-
-    config = DemoConfig.quick(train_episodes=2)
-    _top_up(config, 1, tmp_path / "data", seed=0, workers=1, progress=False)
-    data = _top_up(config, 2, tmp_path / "data", seed=0, workers=1, progress=False)
-    assert len(data) == 2
-    assert len(_top_up(config, 2, tmp_path / "data", seed=0, workers=1, progress=False)) == 2
-    with pytest.raises(ValueError, match="32px"):
-        _top_up(DemoConfig.quick(image_size=48), 2, tmp_path / "data", seed=0, workers=1, progress=False)
-    assert len(EpisodeDataset(tmp_path / "data")) == 2
+    # the MPC episode: real frames beside the model's one-step predictions, one pair per step
+    video = iio.imread(tmp_path / on_disk["video"])
+    size = DemoConfig.quick().image_size
+    assert video.shape[1:] == (size, 2 * size + 2, 3)
+    assert video.shape[0] >= 2
+    # the geometry over training: one frame per weight snapshot (the quick demo keeps several)
+    gif = iio.imread(tmp_path / "latent_geometry_over_training.gif")
+    assert gif.ndim == 4 and gif.shape[0] >= 2

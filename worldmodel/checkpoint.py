@@ -4,6 +4,8 @@ A run folder holds
   config.json     model config, train config, data path and manifest, creation time, versions
   checkpoint.pt   the latest training state (see `CHECKPOINT_KEYS`), replaced atomically
   metrics.jsonl   the training log (worldmodel.metrics_log)
+  snapshots/      model weights at each checkpoint, when asked for (TrainConfig.snapshots), to
+                  draw the latent geometry over the course of training
 
 Checkpoints hold only tensors and plain Python values, so they load with
 `torch.load(..., weights_only=True)`, which cannot run code from a file. RNG states are kept per
@@ -26,6 +28,8 @@ from worldmodel.atomic import atomic_torch_save, atomic_write_json
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 FORMAT = "worldmodel-checkpoint-v1"
+SNAPSHOT_DIR = "snapshots"
+SNAPSHOT_FORMAT = "worldmodel-snapshot-v1"
 CHECKPOINT_KEYS = ("format", "step", "model", "optimizer", "model_config", "train_config",
                    "world_size", "ranks", "log_window", "wall_time")
 
@@ -134,3 +138,33 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"
     info = {"step": int(state["step"]), "train_config": state["train_config"], "data": data,
             "wall_time": float(state["wall_time"]), "path": str(path)}
     return model, model_config, info
+
+
+def save_snapshot(run_dir: str | Path, step: int, model_state: dict[str, Any],
+                  model_config: dict[str, Any]) -> Path:
+    """Write the model weights of `step` to `run_dir/snapshots/step_<step>.pt` atomically."""
+    path = Path(run_dir) / SNAPSHOT_DIR / f"step_{int(step):08d}.pt"
+    atomic_torch_save(path, {"format": SNAPSHOT_FORMAT, "step": int(step), "model": model_state,
+                             "model_config": model_config})
+    return path
+
+
+def load_snapshots(run_dir: str | Path, device: str | torch.device = "cpu"
+                   ) -> list[tuple[int, torch.nn.Module]]:
+    """(step, model in eval mode) of every snapshot of a run, oldest first; [] when it kept none."""
+    from worldmodel import ModelConfig, WorldModel
+
+    found = []
+    for path in sorted((Path(run_dir) / SNAPSHOT_DIR).glob("step_*.pt")):
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+                pickle.UnpicklingError) as e:
+            raise CheckpointError(f"cannot read snapshot {path} ({type(e).__name__}); delete it "
+                                  f"or the snapshots folder") from e
+        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
+            raise CheckpointError(f"{path} is not a worldmodel snapshot; delete it or move it away")
+        model = WorldModel(ModelConfig.from_dict(state["model_config"])).to(device)
+        model.load_state_dict(state["model"])
+        found.append((int(state["step"]), model.eval()))
+    return found

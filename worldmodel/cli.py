@@ -18,7 +18,8 @@ def _collect(args: argparse.Namespace) -> int:
     from worldmodel.collect import collect
 
     dataset = collect(args.task, args.episodes, args.out, policy=args.policy, workers=args.workers,
-                      seed=args.seed, image_size=args.image_size, action_repeat=args.action_repeat)
+                      seed=args.seed, image_size=args.image_size, action_repeat=args.action_repeat,
+                      episode_steps=args.episode_steps)
     returns = [float(dataset[i].rewards.sum()) for i in range(len(dataset))]
     print(f"{args.out}: {len(dataset)} episodes, {dataset.num_steps} steps of {dataset.manifest['task']}; "
           f"mean return {sum(returns) / max(len(returns), 1):.1f}")
@@ -35,6 +36,8 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--action-repeat", type=int, default=None, help="default: the task's (PlaNet's)")
+    p.add_argument("--episode-steps", type=int, default=None,
+                   help="stop each episode after this many env steps (default: the full episode)")
     p.set_defaults(func=_collect)
 
 

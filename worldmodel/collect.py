@@ -15,7 +15,8 @@ import multiprocessing
 import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -24,8 +25,9 @@ from envs.pixel_env import PixelEnv
 from envs.rollout import (EpisodeJob, Policy, Rollout, UniformPolicy, random_policy, rollout,
                           run_job)
 from worldmodel.data import Episode, EpisodeDataset
+from worldmodel.data.dataset import MANIFEST
 
-__all__ = ["collect", "random_policy", "run_episode", "UniformPolicy"]
+__all__ = ["collect", "top_up", "random_policy", "run_episode", "UniformPolicy"]
 
 
 def _to_episode(env: PixelEnv, r: Rollout, meta: dict | None) -> Episode:
@@ -54,13 +56,16 @@ def _policy_name(policy: Policy) -> str:
 def collect(task: str, episodes: int, out: str | os.PathLike, *,
             policy: str | Policy = "random", workers: int = 1, seed: int = 0,
             image_size: int = 64, action_repeat: int | None = None,
-            progress: bool = True) -> EpisodeDataset:
+            episode_steps: int | None = None, progress: bool = True) -> EpisodeDataset:
     """Record `episodes` episodes of `task` into the dataset folder `out` (created or appended to).
 
     policy: "random" (uniform over the action box) or a callable (obs, info, rng) -> action,
         picklable when workers > 1.
     workers: processes that render episodes (1 renders in this process).
     seed: run seed; episode i uses seeds derived from (seed, i).
+    episode_steps: stop each episode after this many env steps (default: the task's full
+        episode). Many short episodes cover more of the state space than a few long ones, because
+        each starts from the task's random initial state (E2C-style data).
     Returns the dataset, holding the old episodes followed by the new ones.
     """
     for name, value, low in (("episodes", episodes, 0), ("workers", workers, 1), ("seed", seed, 0)):
@@ -86,15 +91,20 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
                 raise ValueError(f"policy {policy_fn!r} cannot be pickled, so it cannot run in "
                                  f"{workers} worker processes; define it at module level "
                                  "(not a lambda or closure) or use workers=1") from err
+        if episode_steps is not None and (
+                not isinstance(episode_steps, (int, np.integer)) or isinstance(episode_steps, bool)
+                or not 1 <= episode_steps <= env.max_steps):
+            raise ValueError(f"episode_steps must be an int in [1, {env.max_steps}] (the task's "
+                             f"episode length), got {episode_steps!r}")
         ds = EpisodeDataset.create(out, task=task, image_size=image_size,
                                    action_repeat=env.action_repeat, action_dim=env.action_dim,
                                    state_dim=env.state_dim)
         start = len(ds)
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
-                           start + k) for k in range(episodes)]
+                           start + k, episode_steps) for k in range(episodes)]
         meta = {"policy": "random" if isinstance(policy, str) else _policy_name(policy_fn),
                 "run_seed": int(seed)}
-        bar = _progress_bar(episodes * (env.max_steps + 1), task, progress)
+        bar = _progress_bar(episodes * ((episode_steps or env.max_steps) + 1), task, progress)
         try:
             for job, r in zip(jobs, _rollouts(jobs, env, workers)):
                 ds.append(_to_episode(env, r, {**meta, "index": job.index}))
@@ -104,6 +114,25 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
         return ds
     finally:
         env.close()
+
+
+def top_up(task: str, episodes: int, out: str | os.PathLike, **options: Any) -> EpisodeDataset:
+    """Collect only the episodes the dataset `out` still lacks to hold `episodes` of them.
+
+    A re-run command (after Ctrl-C) then reuses its data instead of appending a second copy;
+    episode i's seeds depend on (seed, i) only, so the result equals one uninterrupted collect.
+    `options` are `collect`'s; an existing dataset of another image size is an error.
+    """
+    folder = Path(out)
+    have = 0
+    if (folder / MANIFEST).is_file():
+        existing = EpisodeDataset(folder)
+        size = options.get("image_size", 64)
+        if existing.manifest.get("image_size") != size:
+            raise ValueError(f"{folder} holds {existing.manifest.get('image_size')}px episodes but "
+                             f"{size}px were asked for; use another output folder")
+        have = len(existing)
+    return collect(task, max(episodes - have, 0), folder, **options)
 
 
 def _rollouts(jobs: list[EpisodeJob], env: PixelEnv, workers: int) -> Iterator[Rollout]:

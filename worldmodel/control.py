@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -105,6 +105,9 @@ class LatentMPCAgent:
 
     def __init__(self, model: Any, planner: Any, horizon: int, *, seed: int, device: str = "cpu",
                  objective: Any = "reward", execute: int = 1, record_predictions: bool = False) -> None:
+        """record_predictions: keep `predicted`, the frames the model expected: the reconstruction
+        of the first image, then at each step the one-step prediction under the chosen action
+        (aligned with the real frames of `run_episode(record_frames=True)`)."""
         import planners
 
         self.model, self.planner, self.horizon, self.device = model, planner, horizon, device
@@ -127,19 +130,23 @@ class LatentMPCAgent:
         start = self.model.to_vector(self.state)[0]  # [S]
         with torch.enable_grad():  # iLQR differentiates the model; sampling planners ignore this
             action = self.mpc.act(start)
+        if self.record_predictions:  # what the model expects to see after this action
+            a = action.detach().to(self.model.to_vector(self.state).dtype).reshape(1, 1, -1)
+            self._record(self.model.imagine(self.state, a, sample=False))
         return action.detach().float().cpu().numpy()
 
     @torch.inference_mode()
     def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
         a = torch.as_tensor(action, dtype=torch.float32, device=self.device).unsqueeze(0)
         self.state = self.model.filter_step(self.state, a, image_to_tensor(obs, self.device))
-        self._record()
 
-    def _record(self) -> None:
+    def _record(self, seq: Any = None) -> None:
+        """Append a decoded frame: the filtered state's (at reset) or a one-step prediction's."""
         if self.record_predictions:
             from worldmodel.transitions import LatentSeq
 
-            frame = self.model.decode(LatentSeq.stack([self.state]))  # [1, 1, 3, H, W]
+            seq = LatentSeq.stack([self.state]) if seq is None else seq
+            frame = self.model.decode(seq)  # [1, 1, 3, H, W]
             self.predicted.append(tensor_to_image(frame[0, 0]))
 
 

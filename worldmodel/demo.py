@@ -56,6 +56,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
     from worldmodel.visualize import render_run_pictures
     from worldmodel.train import TrainConfig, train
     from worldmodel.checkpoint import load_model
+    from worldmodel.collect import top_up
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +64,11 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
     stage = _stages(progress)
 
     stage("1/4 collecting random episodes")
-    data = _top_up(config, config.train_episodes, out / "data", config.seed, config.workers, progress)
-    heldout = _top_up(config, config.heldout_episodes, out / "heldout", config.seed + 10_000, 1, progress)
+    # top_up: a re-run demo (after Ctrl-C) reuses its data instead of appending a second copy
+    data = top_up(config.task, config.train_episodes, out / "data", seed=config.seed,
+                  workers=config.workers, image_size=config.image_size, progress=progress)
+    heldout = top_up(config.task, config.heldout_episodes, out / "heldout", seed=config.seed + 10_000,
+                     image_size=config.image_size, progress=progress)
 
     stage("2/4 training the world model")
     model_config = ModelConfig.small(transition=config.transition,
@@ -72,7 +76,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
                                chunk_length=config.chunk_length, seed=config.seed, device="cpu",
-                               checkpoint_every=max(config.train_steps // 4, 1))
+                               checkpoint_every=max(config.train_steps // 8, 1), snapshots=True)
     run_dir = out / "run"
     train(model_config, train_config, out / "data", run_dir, resume=(run_dir / "checkpoint.pt").exists(),
           progress=progress)
@@ -87,7 +91,8 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
                              random_episodes=config.random_episodes, seed=config.seed)
     with torch.no_grad():
         result = evaluate_model(model, config.task, eval_config, image_size=config.image_size,
-                                action_repeat=data.manifest["action_repeat"], progress=progress)
+                                action_repeat=data.manifest["action_repeat"], progress=progress,
+                                video=out / "mpc_episode.mp4")
     atomic_write_json(out / "eval.json", result)
 
     stage("4/4 latent geometry and pictures")
@@ -108,25 +113,12 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
         "ms_per_action": result["ms_per_action"],
         "train_steps": config.train_steps,
         "train_frames": data.num_steps,
-        "pictures": sorted(p.name for p in out.glob("*.png")),
+        "pictures": sorted(p.name for p in [*out.glob("*.png"), *out.glob("*.gif")]),
+        "video": Path(result["video"]).name,
         "wall_seconds": time.time() - t0,
     }
     atomic_write_json(out / "summary.json", summary)
     return summary
-
-
-def _top_up(config: DemoConfig, episodes: int, folder: Path, seed: int, workers: int, progress: bool):
-    """Collect only the episodes `folder` still lacks, so a re-run demo (after Ctrl-C) reuses its
-    data instead of appending a second copy; episode i's seeds depend on (seed, i) only."""
-    from worldmodel.collect import collect
-    from worldmodel.data import EpisodeDataset
-
-    have = len(EpisodeDataset(folder)) if (folder / "manifest.json").is_file() else 0
-    if have and EpisodeDataset(folder).manifest.get("image_size") != config.image_size:
-        raise ValueError(f"{folder} holds {EpisodeDataset(folder).manifest.get('image_size')}px episodes "
-                         f"but the demo asks for {config.image_size}px; use another --out")
-    return collect(config.task, max(episodes - have, 0), folder, workers=workers, seed=seed,
-                   image_size=config.image_size, progress=progress)
 
 
 def _stages(progress: bool):

@@ -37,7 +37,9 @@ class E2CConfig:
 
     task: str = "pendulum-swingup"
     image_size: int = 48  # E2C's pendulum images are 48x48 (Watter et al. 2015, Sec. 5)
-    episodes: int = 40  # random-action training episodes
+    episodes: int = 200  # random-action training episodes ...
+    episode_steps: int = 40  # ... this short, each from the task's random start (uniform angle)
+    heldout_episodes: int = 20  # for the latent geometry and its R², from the same distribution
     train_steps: int = 3000
     batch_size: int = 32
     chunk_length: int = 16
@@ -46,7 +48,7 @@ class E2CConfig:
     start: str = "swingup"  # "swingup": hanging, angle ~ U[0.9π, 0.95π]; "balance": upright
     horizon: int = 25  # iLQR horizon in env steps (PC3 uses 100 steps of a 4x finer pendulum)
     replan_every: int = 5  # apply this many actions of each plan (PC3: 10 at their rate)
-    steps: int = 100  # env steps per evaluation episode (400 simulator steps at repeat 4)
+    steps: int = 250  # env steps per evaluation episode: dm_control's full 20 s episode
     goal_weight: float = 1.0  # Q = goal_weight·I
     action_weight: float = 0.01  # R = action_weight·I
     seed: int = 0
@@ -54,7 +56,7 @@ class E2CConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "E2CConfig":
-        small = cls(episodes=4, train_steps=30, batch_size=8, pairs=2, steps=10, horizon=5,
+        small = cls(episodes=4, episode_steps=20, heldout_episodes=2, train_steps=30, batch_size=8, pairs=2, steps=10, horizon=5,
                     replan_every=5, workers=1)
         return replace(small, **overrides)
 
@@ -151,19 +153,21 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     import planners
     from worldmodel import ModelConfig
     from worldmodel.checkpoint import load_model
-    from worldmodel.collect import collect
+    from worldmodel.collect import top_up
     from worldmodel.train import TrainConfig, train
+    from worldmodel.visualize import render_run_pictures
 
     out = Path(out)
     t0 = time.time()
-    data = collect(config.task, config.episodes, out / "data", workers=config.workers,
-                   seed=config.seed, image_size=config.image_size, progress=progress)
+    data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
+                  seed=config.seed, image_size=config.image_size,
+                  episode_steps=config.episode_steps, progress=progress)
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
                                chunk_length=config.chunk_length, seed=config.seed, device="cpu",
-                               checkpoint_every=max(config.train_steps // 4, 1))
+                               checkpoint_every=max(config.train_steps // 8, 1), snapshots=True)
     run_dir = out / "run"
     train(model_config, train_config, out / "data", run_dir,
           resume=(run_dir / "checkpoint.pt").exists(), progress=progress)
@@ -171,6 +175,11 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    # held-out episodes from the training distribution: the latent geometry and its R²
+    heldout = top_up(config.task, config.heldout_episodes, out / "heldout", seed=config.seed + 10_000,
+                     image_size=config.image_size, episode_steps=config.episode_steps,
+                     progress=progress)
+    pictures = render_run_pictures(model, run_dir, heldout, out / "pictures", task=config.task)
     env = envs.make(config.task, image_size=config.image_size)
     planner = planners.make("ilqr", iterations=20)
     goal = goal_latent(model, env)
@@ -186,6 +195,8 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
         if len(goal_times) > 1 else 0.0,
         "goal_time_percent": goal_times, "episodes": episodes,
         "published": PUBLISHED.get(key, {}),
+        "latent_r2": {"linear": pictures["latent_r2"], "knn": pictures["latent_r2_knn"]},
+        "pictures": pictures["files"],
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "wall_seconds": time.time() - t0,
     }
@@ -212,7 +223,8 @@ def _command(args: argparse.Namespace) -> int:
     result = run_e2c(replace(base, **overrides), args.out)
     print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
           f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
-          f"{result['pairs']} start/goal pairs")
+          f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "
+          f"{result['latent_r2']['linear']:.3f}, k-NN {result['latent_r2']['knn']:.3f}")
     for name, (mean, best) in result["published"].items():
         print(f"  published {name}: {mean} (all models) / {best} (best model)")
     return 0

@@ -40,8 +40,14 @@ def run_task(run_dir: str | Path) -> dict[str, Any]:
 
 
 def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int,
-                   action_repeat: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a model's MPC on `task`, with the oracle and random baselines as configured."""
+                   action_repeat: int | None = None, progress: bool = True,
+                   video: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a model's MPC on `task`, with the oracle and random baselines as configured.
+
+    video: where to write the first learned-model episode, real frames (left) beside the frames
+        the model predicted one step ahead when it chose each action (right); `out["video"]`
+        holds the path written (a GIF when no MP4 encoder is installed).
+    """
     import envs
     import planners
 
@@ -56,14 +62,20 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     model.eval()
     try:
         bar = tqdm(jobs, desc=f"evaluate {task} ({config.planner})", disable=not progress, unit="ep")
-        for kind, seed in bar:
+        for job, (kind, seed) in enumerate(bar):
+            film = video is not None and job == 0
             if kind == "learned":
-                agent = LatentMPCAgent(model, planner, config.horizon, seed=seed, device=config.device)
+                agent = LatentMPCAgent(model, planner, config.horizon, seed=seed, device=config.device,
+                                       record_predictions=film)
             elif kind == "oracle":
                 agent = OracleAgent(planner, config.horizon, seed=seed)
             else:
                 agent = RandomAgent(env.action_dim, seed)
-            results[kind].append(run_episode(env, agent, seed, max_steps=config.max_steps))
+            results[kind].append(run_episode(env, agent, seed, max_steps=config.max_steps,
+                                             record_frames=film))
+            if film:
+                video = _write_episode_video(results[kind][-1], video,
+                                             env.physics.model.opt.timestep * env.action_repeat)
             bar.set_postfix(kind=kind, ret=f"{results[kind][-1].ret:.0f}")
     finally:
         env.close()
@@ -77,9 +89,22 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     out["oracle_ratio"] = (out["return_mean"] / out["oracle_return_mean"]
                            if out["oracle_return_mean"] else None)
     out["random"] = summarise(results["random"]) if results["random"] else None
+    if video is not None:
+        out["video"] = str(video)
     out["machine"] = {"cpu": platform.processor() or platform.machine(),
                       "threads": torch.get_num_threads(), "device": config.device}
     return out
+
+
+def _write_episode_video(episode: Any, path: str | Path, seconds_per_step: float) -> Path:
+    """Real beside predicted frames of one episode, at real-time speed; the frames are then
+    dropped from the result, which need not hold them."""
+    from worldmodel import viz
+
+    written = viz.write_video(viz.side_by_side(episode.frames, episode.predicted), path,
+                              fps=1.0 / seconds_per_step)
+    episode.frames = episode.predicted = None
+    return written
 
 
 def _settings(planner: Any) -> dict[str, Any]:
@@ -90,8 +115,10 @@ def _settings(planner: Any) -> dict[str, Any]:
         return {}
 
 
-def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Load a run's latest checkpoint, evaluate it and write `<run>/eval/<planner>.json`."""
+def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True,
+             video: bool = True) -> dict[str, Any]:
+    """Load a run's latest checkpoint, evaluate it and write `<run>/eval/<planner>.json` (and,
+    with `video`, `<run>/eval/<planner>_episode.mp4`: real beside predicted frames)."""
     from worldmodel.checkpoint import load_model
 
     run_dir = Path(run_dir)
@@ -99,7 +126,8 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True) 
     model, _, _ = load_model(run_dir, device=config.device)
     t0 = time.time()
     out = evaluate_model(model, task["task"], config, image_size=task["image_size"],
-                         action_repeat=task["action_repeat"], progress=progress)
+                         action_repeat=task["action_repeat"], progress=progress,
+                         video=run_dir / "eval" / f"{config.planner}_episode.mp4" if video else None)
     out["wall_seconds"] = time.time() - t0
     atomic_write_json(run_dir / "eval" / f"{config.planner}.json", out)
     return out
@@ -132,6 +160,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes short (env steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--no-video", action="store_true",
+                   help="skip <run>/eval/<planner>_episode.mp4 (real beside predicted frames)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="planner setting override, e.g. --set candidates=500 (repeatable)")
     p.set_defaults(func=_command)
@@ -159,7 +189,9 @@ def _command(args: argparse.Namespace) -> int:
                         oracle_episodes=args.oracle_episodes, random_episodes=args.random_episodes,
                         seed=args.seed, max_steps=args.max_steps,
                         device=str(resolve_device(args.device)))
-    out = evaluate(args.run, config)
+    out = evaluate(args.run, config, video=not args.no_video)
     print_summary(out)
     print(f"wrote {Path(args.run) / 'eval' / (args.planner + '.json')}")
+    if out.get("video"):
+        print(f"wrote {out['video']} (real frames beside the model's one-step predictions)")
     return 0

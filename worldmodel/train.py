@@ -16,7 +16,7 @@ is used inside `torch.random.fork_rng`, so the caller's RNG state is untouched.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class TrainConfig:
     precision: str = "float32"  # float32 | bfloat16 (autocast of the forward pass)
     quantize_bits: int | None = 5  # image bit depth with dequantisation noise; PlaNet (None = 8 bit)
     channels_last: bool = False  # conv weights in NHWC layout (a GPU speed knob; same maths)
+    snapshots: bool = False  # also keep the model weights of every checkpoint (snapshots/)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "chunk_length", "checkpoint_every", "log_every"):
@@ -79,7 +80,7 @@ class TrainConfig:
 
 # Settings that may differ when a run is resumed: they change how long or where it runs, not
 # what it computes.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "snapshots")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -326,6 +327,9 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
                 "optimizer": trainer.optimizer.state_dict(), "model_config": model_config.to_dict(),
                 "train_config": config.to_dict(), "world_size": info.world_size, "ranks": ranks,
                 "log_window": window.state(), "wall_time": wall_before + time.perf_counter() - start})
+            if config.snapshots:
+                ckpt.save_snapshot(out_dir, trainer.step, trainer.model.state_dict(),
+                                   model_config.to_dict())
         saved_step = trainer.step
 
     log = MetricsLog(out_dir, enabled=info.is_main, keep_until=trainer.step if resume else None)

@@ -3,7 +3,9 @@
 For a run and a set of held-out episodes it writes: the latent geometry coloured by the true
 state with the R² of a linear and a k-NN map from latent to state (does the latent unfold the
 state space?), an open-loop prediction strip (true frames over predicted ones after a few
-context frames), the training curves, and a video of true beside predicted frames.
+context frames), the training curves, a video of true beside predicted frames, and, when the
+run kept weight snapshots (TrainConfig.snapshots), the geometry over the course of training as
+a GIF, one frame per snapshot, as in E2C's figures.
 """
 from __future__ import annotations
 
@@ -76,19 +78,36 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
+def geometry_snapshots(run_dir: str | Path, heldout: Any, task: str, device: str = "cpu"
+                       ) -> list[tuple[int, np.ndarray, dict[str, np.ndarray], dict[str, float]]]:
+    """(step, held-out latents, angle colours, R²) for each weight snapshot the run kept."""
+    from worldmodel.checkpoint import load_snapshots
+
+    found = []
+    for step, model in load_snapshots(run_dir, device):
+        latents, states = heldout_latents(model, heldout, device)
+        found.append((step, latents, angle_colours(task, states), state_r2(task, latents, states)))
+    return found
+
+
+def state_r2(task: str, latents: np.ndarray, states: np.ndarray) -> dict[str, float]:
+    """Mean R² over the task's state targets of a linear and a k-NN map from the latents."""
+    from worldmodel.geometry import latent_r2, state_targets
+
+    targets = state_targets(task, states)
+    return {m: float(np.mean(latent_r2(latents, targets, method=m))) for m in ("linear", "knn")}
+
+
 def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str | Path, *,
                         task: str, device: str = "cpu") -> dict[str, Any]:
     """Write the geometry, prediction, curve and video files into `out`; returns R² and paths."""
-    from worldmodel.geometry import latent_r2, state_targets
     from worldmodel import viz
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     latents, states = heldout_latents(model, heldout, device)
-    targets = state_targets(task, states)
-    r2 = {"linear": float(np.mean(latent_r2(latents, targets, method="linear"))),
-          "knn": float(np.mean(latent_r2(latents, targets, method="knn")))}
+    r2 = state_r2(task, latents, states)
     written = {"geometry": viz.plot_latent_geometry(latents, angle_colours(task, states),
                                                     out / "latent_geometry.png",
                                                     title=f"{task}: held-out latents", r2=r2)}
@@ -96,6 +115,11 @@ def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str 
     written["prediction"] = viz.plot_prediction_strip(true, predicted, out / "open_loop_prediction.png",
                                                       context=CONTEXT_FRAMES)
     written["video"] = viz.write_video(viz.side_by_side(true, predicted), out / "open_loop_prediction.mp4", fps=10)
+    snapshots = geometry_snapshots(run_dir, heldout, task, device)
+    if snapshots:
+        frames, r2s = [(step, z, colours) for step, z, colours, _ in snapshots], [r for *_, r in snapshots]
+        written["geometry_over_training"] = viz.geometry_over_training_gif(
+            frames, out / "latent_geometry_over_training.gif", r2=r2s)
     metrics = Path(run_dir) / "metrics.jsonl"
     if metrics.exists():
         written["curves"] = viz.plot_training_curves(metrics, out / "training_curves.png")
@@ -125,10 +149,10 @@ def _command(args: argparse.Namespace) -> int:
     if args.heldout:
         heldout = EpisodeDataset(args.heldout)
     else:
-        from worldmodel.collect import collect
+        from worldmodel.collect import top_up
 
-        heldout = collect(task["task"], 3, out / "heldout", seed=12345, image_size=task["image_size"],
-                          action_repeat=task["action_repeat"])
+        heldout = top_up(task["task"], 3, out / "heldout", seed=12345, image_size=task["image_size"],
+                         action_repeat=task["action_repeat"])
     result = render_run_pictures(model, run, heldout, out, task=task["task"], device=args.device)
     print(f"latent R² on held-out episodes: linear {result['latent_r2']:.3f}, k-NN {result['latent_r2_knn']:.3f}")
     for name, path in result["files"].items():
