@@ -87,7 +87,7 @@ def finished_runs(runs: Path) -> list[dict[str, Any]]:
 
 def reproduce_command(config: dict[str, Any], seeds: list[int]) -> str:
     """The benchmark command that reruns these seeds: the preset plus --set for each difference."""
-    from worldmodel.online import OnlineConfig
+    from worldmodel.online_config import OnlineConfig
 
     preset = config.get("preset", "cpu")
     base = getattr(OnlineConfig, preset)().to_dict()

@@ -156,12 +156,12 @@ def test_new_run_refuses_to_overwrite(data, tmp_path):
 def test_resume_with_conflicting_settings_names_field_and_values(data, tmp_path):
     run = tmp_path / "r"
     train(tiny_model_config(), tiny_train_config(steps=2), data, run, progress=False)
-    with pytest.raises(ValueError, match=r"model\.transition.*'rssm'.*'gaussian'"):
+    with pytest.raises(ValueError, match=r"model setting 'transition'.*'rssm'.*'gaussian'"):
         train(tiny_model_config(transition="gaussian"), None, None, run, resume=True, progress=False)
-    with pytest.raises(ValueError, match=r"train\.lr.*0\.001.*0\.01"):
+    with pytest.raises(ValueError, match=r"train setting 'lr'.*0\.001.*0\.01"):
         train(None, tiny_train_config(steps=4, lr=1e-2), None, run, resume=True, progress=False)
     other = make_dataset(tmp_path / "other", episodes=1)
-    with pytest.raises(ValueError, match=r"run\.data"):
+    with pytest.raises(ValueError, match=r"run setting 'data'"):
         train(None, None, other, run, resume=True, progress=False)
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2  # nothing was trained
 
@@ -206,5 +206,5 @@ def test_cli_trains_then_resumes(data, tmp_path):
     assert [r["step"] for r in read_metrics(run)][-1] == 5
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["deter_size"] == 128 and config["train"]["batch_size"] == 2
-    with pytest.raises(ValueError, match=r"model\.transition"):
+    with pytest.raises(ValueError, match=r"model setting 'transition'"):
         run_train_command(parser.parse_args(["--out", str(run), "--resume", "--transition", "gaussian"]))

@@ -98,6 +98,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def check_resume_agrees(stored: dict[str, Any], given: dict[str, Any], what: str,
+                        allowed: tuple[str, ...] = ()) -> None:
+    """Raise a ValueError naming the first setting in `given` that differs from the run's
+    `stored` one, unless it is one of the `allowed` changes (how long or where a run goes)."""
+    for key, value in given.items():
+        if key not in allowed and stored.get(key) != value:
+            may = f"; only {list(allowed)} may change" if allowed else ""
+            raise ValueError(f"cannot resume: {what} setting {key!r} differs from the run's: the run "
+                             f"has {stored.get(key)!r}, this call gives {value!r}; leave it out (the "
+                             f"run's settings are used on resume{may}) or start a new run in another "
+                             "folder")
+
+
 def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / CONFIG_FILE, config)
 

@@ -28,6 +28,7 @@ class DemoConfig:
     batch_size: int = 16
     chunk_length: int = 32
     transition: str = "rssm"
+    obs_std: float = 1.0  # std of p(o_t | z_t); PlaNet's unit variance
     eval_episodes: int = 5
     oracle_episodes: int = 1  # the oracle costs ~2 min per episode at 300 x 5 (MuJoCo rollouts)
     random_episodes: int = 5
@@ -71,7 +72,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
                      image_size=config.image_size, progress=progress)
 
     stage("2/4 training the world model")
-    model_config = ModelConfig.small(transition=config.transition,
+    model_config = ModelConfig.small(transition=config.transition, obs_std=config.obs_std,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,

@@ -38,7 +38,7 @@ def config_overrides(pairs: list[str]) -> dict[str, Any]:
 def build_config(args: argparse.Namespace) -> Any:
     """The OnlineConfig for `run_online`: a preset plus flags, or on --resume the run's plus flags."""
     from worldmodel.checkpoint import read_run_config
-    from worldmodel.online import OnlineConfig
+    from worldmodel.online_config import OnlineConfig
 
     given = config_overrides(args.set)
     for name in ("task", "env_steps", "seed", "device"):

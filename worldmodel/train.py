@@ -231,14 +231,6 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _conflicts(stored: dict[str, Any], given: dict[str, Any], what: str, allowed: tuple[str, ...] = ()) -> None:
-    for key, value in given.items():
-        if key not in allowed and stored.get(key) != value:
-            raise ValueError(f"cannot resume: {what}.{key} differs from the run's: the run has "
-                             f"{stored.get(key)!r}, this call gives {value!r}; leave it out (the run's "
-                             "settings are used on resume) or start a new run in another folder")
-
-
 def _settle_run(model_config: Any, config: TrainConfig | None, data_path: str | Path | None,
                 out_dir: Path, resume: bool) -> tuple[Any, TrainConfig, Path, dict[str, Any]]:
     """The run's (model config, train config, data path, config.json), checking that a resume
@@ -259,11 +251,11 @@ def _settle_run(model_config: Any, config: TrainConfig | None, data_path: str | 
                                    f"{ckpt.CHECKPOINT_FILE}); start one without --resume")
     stored = ckpt.read_run_config(out_dir)
     if model_config is not None:
-        _conflicts(stored["model"], model_config.to_dict(), "model")
+        ckpt.check_resume_agrees(stored["model"], model_config.to_dict(), "model")
     if config is not None:
-        _conflicts(stored["train"], config.to_dict(), "train", RESUMABLE_CHANGES)
+        ckpt.check_resume_agrees(stored["train"], config.to_dict(), "train", RESUMABLE_CHANGES)
     if data_path is not None and Path(data_path).resolve() != Path(stored["data"]).resolve():
-        _conflicts({"data": stored["data"]}, {"data": str(Path(data_path).resolve())}, "run")
+        ckpt.check_resume_agrees({"data": stored["data"]}, {"data": str(Path(data_path).resolve())}, "run")
     return (ModelConfig.from_dict(stored["model"]), config or TrainConfig.from_dict(stored["train"]),
             Path(stored["data"]), stored)
 
