@@ -197,7 +197,7 @@ def test_cli_trains_then_resumes(data, tmp_path):
     add_train_arguments(parser)
     run = tmp_path / "cli"
     flags = ["--preset", "small", "--batch-size", "2", "--chunk-length", "4", "--device", "cpu",
-             "--checkpoint-every", "2", "--no-progress"]
+             "--checkpoint-every", "2", "--no-progress", "--snapshots", "--obs-std", "0.2"]
     # the small preset's model at 32x32 is still quick: 3 updates, then 2 more on --resume
     assert run_train_command(parser.parse_args(["--data", str(data), "--out", str(run), "--steps", "3",
                                                 *flags])) == 0
@@ -206,5 +206,8 @@ def test_cli_trains_then_resumes(data, tmp_path):
     assert [r["step"] for r in read_metrics(run)][-1] == 5
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["deter_size"] == 128 and config["train"]["batch_size"] == 2
+    assert config["model"]["obs_std"] == 0.2 and config["train"]["snapshots"] is True
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "step_00000002.pt", "step_00000003.pt", "step_00000004.pt", "step_00000005.pt"]
     with pytest.raises(ValueError, match=r"model setting 'transition'"):
         run_train_command(parser.parse_args(["--out", str(run), "--resume", "--transition", "gaussian"]))

@@ -36,6 +36,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--snapshots", action="store_true", default=None,
+                   help="keep the weights of every checkpoint (for the geometry-over-training GIF)")
+    p.add_argument("--obs-std", type=float, default=None,
+                   help="std of the image likelihood (default 1, PlaNet's); lower it when the "
+                        "moving object covers few pixels")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
 
 
@@ -44,7 +49,7 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 _TRAIN_FLAGS = ("steps", "batch_size", "chunk_length", "lr", "device", "precision", "seed",
-                "checkpoint_every", "log_every")
+                "checkpoint_every", "log_every", "snapshots")
 
 
 def build_configs(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
@@ -54,7 +59,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     from worldmodel.train import TrainConfig
 
     train_flags = _given(args, _TRAIN_FLAGS)
-    model_flags = _given(args, ("transition",))
+    model_flags = _given(args, ("transition", "obs_std"))
     if args.resume:
         stored = read_run_config(args.out)
         model = ModelConfig.from_dict({**stored["model"], **model_flags}) if model_flags else None
