@@ -96,12 +96,13 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
 
     config = E2CConfig.quick()
     result = run_e2c(config, tmp_path, progress=False)
-    on_disk = json.loads((tmp_path / "e2c.json").read_text())
+    on_disk = json.loads((tmp_path / "e2c_swingup.json").read_text())
     assert on_disk["goal_time_percent"] == result["goal_time_percent"]
     assert len(result["goal_time_percent"]) == config.pairs
     assert all(0.0 <= g <= 100.0 for g in result["goal_time_percent"])
     assert on_disk["published"]["PC3"] == [58.4, 84.0]
     assert all(np.isfinite(v) for v in result["latent_r2"].values())
+    assert len(on_disk["oracle_goal_time_percent"]) == config.oracle_pairs
     # the short training episodes (E2C-style data) and the held-out set for the geometry
     assert {e.length for e in EpisodeDataset(tmp_path / "data").episodes} == {config.episode_steps}
     assert len(EpisodeDataset(tmp_path / "heldout")) == config.heldout_episodes
@@ -109,3 +110,19 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     # a re-run reuses the data and the trained model
     run_e2c(config, tmp_path, progress=False)
     assert len(EpisodeDataset(tmp_path / "data")) == config.episodes
+
+
+def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
+    """The protocol's ceiling: iLQR MPC on the true simulator with the quadratic angle cost."""
+    import planners
+    from worldmodel.e2c import E2CConfig, oracle_goal_episode, start_states
+
+    env = envs.make("pendulum-swingup", image_size=32)
+    planner = planners.make("ilqr", iterations=20)
+    balance = E2CConfig(start="balance", steps=20, pairs=1)
+    held = oracle_goal_episode(env, planner, start_states(env, balance)[0], balance, seed=0)
+    assert held["goal_time"] == 1.0
+    swing = E2CConfig(steps=100, pairs=1)
+    swung = oracle_goal_episode(env, planner, start_states(env, swing)[0], swing, seed=0)
+    assert swung["goal_time"] > 0.1 and abs(swung["final_angle"]) < math.pi / 6
+    env.close()

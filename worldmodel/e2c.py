@@ -55,12 +55,17 @@ class E2CConfig:
     steps: int = 250  # env steps per evaluation episode: dm_control's full 20 s episode
     goal_weight: float = 1.0  # Q = goal_weight·I
     action_weight: float = 0.01  # R = action_weight·I
+    # The oracle: the same iLQR MPC on the true simulator (finite-difference Jacobians) with the
+    # cost θ² + oracle_velocity_weight·θ'² + R·a² on the true (wrapped) pole angle: the
+    # protocol's ceiling on this task. 0 skips it.
+    oracle_pairs: int = 10
+    oracle_velocity_weight: float = 0.01
     seed: int = 0
     workers: int = 2
 
     @classmethod
     def quick(cls, **overrides: Any) -> "E2CConfig":
-        small = cls(episodes=4, episode_steps=20, heldout_episodes=2, train_steps=30, batch_size=8, pairs=2, steps=10, horizon=5,
+        small = cls(episodes=4, episode_steps=20, heldout_episodes=2, oracle_pairs=1, train_steps=30, batch_size=8, pairs=2, steps=10, horizon=5,
                     replan_every=5, workers=1)
         return replace(small, **overrides)
 
@@ -151,8 +156,54 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
             "ms_per_action": 1000 * plan_s / len(a)}
 
 
+def oracle_goal_problem(env: Any, config: E2CConfig) -> Any:
+    """The true simulator as a planning problem with a quadratic cost on the true pole angle
+    (0 = upright) and velocity: what iLQR reaches when the latent space is perfect."""
+    import planners
+    from worldmodel.sim_problem import SimulatorDynamics
+
+    dyn = SimulatorDynamics(env)
+    angle = dyn.qpos_slice.start + env.task_spec.angle_qpos
+    velocity = dyn.qvel_slice.start + env.task_spec.angle_qpos
+
+    def terminal(s: torch.Tensor) -> torch.Tensor:
+        # the squared wrapped angle: its Hessian is positive everywhere, unlike 2(1 - cos θ)'s,
+        # which is negative past ±π/2 and stalls iLQR's backward pass (measured)
+        wrapped = torch.remainder(s[:, angle] + math.pi, 2 * math.pi) - math.pi
+        return wrapped ** 2 + config.oracle_velocity_weight * s[:, velocity] ** 2
+
+    def running(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return terminal(s) + config.action_weight * (a * a).sum(-1)
+
+    return planners.Problem(step=dyn.step, running_cost=running, terminal_cost=terminal,
+                            horizon=config.horizon, action_low=torch.as_tensor(dyn.low),
+                            action_high=torch.as_tensor(dyn.high), jacobians=dyn.jacobians)
+
+
+def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E2CConfig,
+                        seed: int) -> dict[str, Any]:
+    """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal."""
+    import planners
+    from worldmodel.control import goal_tolerance
+    from worldmodel.sim_problem import oracle_state
+
+    mpc = planners.MPC(planner, oracle_goal_problem(env, config), execute=config.replan_every,
+                       generator=torch.Generator().manual_seed(seed))
+    _, info = env.reset(sim_state=sim_state)
+    angles = [float(info["angle"])]
+    for _ in range(config.steps):
+        action = mpc.act(oracle_state(env)).detach().float().numpy()
+        _, _, _, truncated, info = env.step(action)
+        angles.append(float(info["angle"]))
+        if truncated:
+            break
+    a = np.abs(np.asarray(angles[1:]))
+    return {"goal_time": float(np.mean(a < goal_tolerance(env.name))), "final_angle": float(angles[-1])}
+
+
 def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c.json`."""
+    """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
+    (a second start on the same folder reuses its data and model)."""
     import envs
     import planners
     from worldmodel import ModelConfig
@@ -190,8 +241,11 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     goal = goal_latent(model, env)
     episodes = [goal_episode(model, env, planner, goal, s, config, seed=config.seed + i)
                 for i, s in enumerate(start_states(env, config))]
+    oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i)
+              for i, s in enumerate(start_states(env, config)[:config.oracle_pairs])]
     env.close()
     goal_times = [100 * e["goal_time"] for e in episodes]
+    oracle_times = [100 * e["goal_time"] for e in oracle]
     key = config.task if config.start == "swingup" else f"{config.task.split('-')[0]}-balance"
     result = {
         "task": config.task, "start": config.start, "pairs": config.pairs,
@@ -199,13 +253,15 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
         "goal_time_percent_stderr": float(np.std(goal_times, ddof=1) / math.sqrt(len(goal_times)))
         if len(goal_times) > 1 else 0.0,
         "goal_time_percent": goal_times, "episodes": episodes,
+        "oracle_goal_time_percent_mean": float(np.mean(oracle_times)) if oracle else None,
+        "oracle_goal_time_percent": oracle_times,
         "published": PUBLISHED.get(key, {}),
         "latent_r2": {"linear": pictures["latent_r2"], "knn": pictures["latent_r2_knn"]},
         "pictures": pictures["files"],
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "wall_seconds": time.time() - t0,
     }
-    atomic_write_json(out / "e2c.json", result)
+    atomic_write_json(out / f"e2c_{config.start}.json", result)
     return result
 
 
@@ -215,6 +271,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--start", default=E2CConfig.start, choices=["swingup", "balance"])
     p.add_argument("--train-steps", type=int, default=E2CConfig.train_steps)
+    p.add_argument("--latent-size", type=int, default=E2CConfig.latent_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a smoke run with tiny settings")
     p.set_defaults(func=_command)
@@ -225,11 +282,16 @@ def _command(args: argparse.Namespace) -> int:
     overrides = dict(task=args.task, start=args.start, seed=args.seed)
     if args.train_steps != E2CConfig.train_steps:
         overrides["train_steps"] = args.train_steps
+    if args.latent_size != E2CConfig.latent_size:
+        overrides["latent_size"] = args.latent_size
     result = run_e2c(replace(base, **overrides), args.out)
     print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
           f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
           f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "
           f"{result['latent_r2']['linear']:.3f}, k-NN {result['latent_r2']['knn']:.3f}")
+    if result["oracle_goal_time_percent_mean"] is not None:
+        print(f"  oracle (the same iLQR MPC on the true simulator, cost on the true angle): "
+              f"{result['oracle_goal_time_percent_mean']:.1f} % over {len(result['oracle_goal_time_percent'])} pairs")
     for name, (mean, best) in result["published"].items():
         print(f"  published {name}: {mean} (all models) / {best} (best model)")
     return 0

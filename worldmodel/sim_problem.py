@@ -120,8 +120,8 @@ class SimulatorDynamics:
                              f"{self.task!r} expects {(nq, nv, nu)}; pass the matching task=")
         self.nstate = mujoco.mj_stateSize(m, _SIG)
         off = _offsets(m)
-        self._qpos = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + m.nq)
-        self._qvel = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + m.nv)
+        self.qpos_slice = slice(off["mjSTATE_QPOS"], off["mjSTATE_QPOS"] + m.nq)  # where s holds qpos
+        self.qvel_slice = slice(off["mjSTATE_QVEL"], off["mjSTATE_QVEL"] + m.nv)
         self.low = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 0], -np.inf)
         self.high = np.where(m.actuator_ctrllimited, m.actuator_ctrlrange[:, 1], np.inf)
         self.threads = int(threads) if threads is not None else max(1, min(os.cpu_count() or 1, 8))
@@ -165,7 +165,7 @@ class SimulatorDynamics:
         ends = out[:, self.substeps - 1::self.substeps]  # [N, repeat, nstate]
         flat = ends.reshape(n * self.action_repeat, self.nstate)
         ctrl = np.repeat(a, self.action_repeat, axis=0)  # [N * repeat, A]
-        rewards = self.reward(flat[:, self._qpos], flat[:, self._qvel], ctrl)
+        rewards = self.reward(flat[:, self.qpos_slice], flat[:, self.qvel_slice], ctrl)
         rewards = np.asarray(rewards).reshape(n, self.action_repeat)
         nxt = np.empty_like(s)
         nxt[:, :-1] = out[:, -1]
