@@ -81,5 +81,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> int:
+    """The `worldmodel` command: `main`, with bad input (a wrong setting, a missing or foreign
+    run folder, a corrupt file) reported as one line instead of a traceback. Set
+    WORLDMODEL_TRACEBACK=1 to see the traceback."""
+    import os
+
+    from worldmodel.checkpoint import CheckpointError
+
+    try:
+        return main()
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
+        if os.environ.get("WORLDMODEL_TRACEBACK"):
+            raise
+        print(f"worldmodel: error: {err}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

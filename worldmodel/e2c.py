@@ -274,6 +274,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-size", type=int, default=E2CConfig.latent_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a smoke run with tiny settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any E2CConfig field, e.g. --set episodes=500 --set episode_steps=16")
     p.set_defaults(func=_command)
 
 
@@ -284,7 +286,12 @@ def _command(args: argparse.Namespace) -> int:
         overrides["train_steps"] = args.train_steps
     if args.latent_size != E2CConfig.latent_size:
         overrides["latent_size"] = args.latent_size
-    result = run_e2c(replace(base, **overrides), args.out)
+    from worldmodel.config import check_known_keys
+    from worldmodel.evaluate import parse_overrides
+
+    extra = parse_overrides(args.set)
+    check_known_keys(E2CConfig, extra)
+    result = run_e2c(replace(base, **{**overrides, **extra}), args.out)
     print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
           f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
           f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "

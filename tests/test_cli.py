@@ -1,0 +1,28 @@
+"""The `worldmodel` command reports bad input in one line and exit status 2, not a traceback."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from worldmodel.cli import console_main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--run", "{tmp}/nowhere"], "holds no training run"),
+    (["e2c", "--out", "{tmp}/e2c", "--set", "bogus=1"], "unknown E2CConfig keys ['bogus']"),
+    (["collect", "--task", "cartpole-run", "--episodes", "1", "--out", "{tmp}/d"], "known tasks"),
+])
+def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["worldmodel", *(a.format(tmp=tmp_path) for a in argv)])
+    monkeypatch.delenv("WORLDMODEL_TRACEBACK", raising=False)
+    assert console_main() == 2
+    err = capsys.readouterr().err
+    assert err.startswith("worldmodel: error: ") and message in err and "Traceback" not in err
+
+
+def test_traceback_on_request(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["worldmodel", "evaluate", "--run", str(tmp_path / "nowhere")])
+    monkeypatch.setenv("WORLDMODEL_TRACEBACK", "1")
+    with pytest.raises(FileNotFoundError, match="holds no training run"):
+        console_main()
