@@ -150,6 +150,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-steps", type=int, default=DemoConfig.train_steps)
     p.add_argument("--image-size", type=int, default=DemoConfig.image_size,
                    help="frame size (64 is PlaNet's; the default 32 keeps the demo in minutes)")
+    p.add_argument("--obs-std", type=float, default=DemoConfig.obs_std,
+                   help="std of the image likelihood (1 is PlaNet's)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny settings")
     p.set_defaults(func=_command)
 
@@ -161,6 +163,8 @@ def _command(args: argparse.Namespace) -> int:
         overrides["train_steps"] = args.train_steps
     if args.image_size != DemoConfig.image_size:
         overrides["image_size"] = args.image_size
+    if args.obs_std != DemoConfig.obs_std:
+        overrides["obs_std"] = args.obs_std
     summary = run_demo(replace(base, **overrides), args.out)
     print_table(summary)
     return 0
