@@ -103,6 +103,7 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert on_disk["published"]["PC3"] == [58.4, 84.0]
     assert all(np.isfinite(v) for v in result["latent_r2"].values())
     assert len(on_disk["oracle_goal_time_percent"]) == config.oracle_pairs
+    assert all(0 <= e["plans_with_infinite_cost"] <= e["plans"] and e["plans"] >= 1 for e in result["episodes"])
     # the short training episodes (E2C-style data) and the held-out set for the geometry
     assert {e.length for e in EpisodeDataset(tmp_path / "data").episodes} == {config.episode_steps}
     assert len(EpisodeDataset(tmp_path / "heldout")) == config.heldout_episodes

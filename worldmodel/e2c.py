@@ -140,10 +140,14 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         state = model.filter_step(None, None, image_to_tensor(obs))
     tol = goal_tolerance(env.name)
     angles, plan_s = [float(info["angle"])], 0.0
+    plans, infinite, last = 0, 0, None
     for _ in range(config.steps):
         t0 = time.perf_counter()
         action = mpc.act(model.to_vector(state)[0].detach())
         plan_s += time.perf_counter() - t0
+        if mpc.last_result is not last:  # a new plan: was any finite-cost trajectory found?
+            last, plans = mpc.last_result, plans + 1
+            infinite += not math.isfinite(last.cost)
         a = action.detach().float().numpy()
         obs, _, _, truncated, info = env.step(a)
         angles.append(float(info["angle"]))
@@ -153,7 +157,9 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
             break
     a = np.abs(np.asarray(angles[1:]))
     return {"goal_time": float(np.mean(a < tol)), "final_angle": float(angles[-1]),
-            "ms_per_action": 1000 * plan_s / len(a)}
+            "ms_per_action": 1000 * plan_s / len(a),
+            # plans whose every imagined rollout diverged (the learned dynamics blew up)
+            "plans": plans, "plans_with_infinite_cost": infinite}
 
 
 def oracle_goal_problem(env: Any, config: E2CConfig) -> Any:
