@@ -37,12 +37,15 @@ class E2CConfig:
 
     task: str = "pendulum-swingup"
     image_size: int = 48  # E2C's pendulum images are 48x48 (Watter et al. 2015, Sec. 5)
-    episodes: int = 200  # random-action training episodes ...
-    episode_steps: int = 40  # ... this short, each from the task's random start (uniform angle)
+    # random-action training episodes, each this short and from the task's random start (for
+    # the pendulum a uniform angle): near-uniform poses. 500 x 16 gave a better latent than
+    # 200 x 40 (held-out R² 0.879 / 0.943 vs 0.839 / 0.971, balance 5.0 vs 3.5 %; README)
+    episodes: int = 500
+    episode_steps: int = 16
     heldout_episodes: int = 20  # for the latent geometry and its R², from the same distribution
     train_steps: int = 3000
     batch_size: int = 32
-    chunk_length: int = 16
+    chunk_length: int = 12
     latent_size: int = 8
     # std of p(o_t | z_t). With PlaNet's unit variance the thin pole (a few dozen of 48×48 pixels)
     # is worth ~5 nats and the model never draws it (reconstruction error flat over 3000 updates,
@@ -65,8 +68,8 @@ class E2CConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> "E2CConfig":
-        small = cls(episodes=4, episode_steps=20, heldout_episodes=2, oracle_pairs=1, train_steps=30, batch_size=8, pairs=2, steps=10, horizon=5,
-                    replan_every=5, workers=1)
+        small = cls(episodes=4, episode_steps=20, heldout_episodes=2, oracle_pairs=1, train_steps=30,
+                    batch_size=8, pairs=2, steps=10, horizon=5, replan_every=5, workers=1)
         return replace(small, **overrides)
 
 
