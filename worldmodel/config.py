@@ -7,7 +7,7 @@ ICML, Section 4 and Appendix A) unless another source is cited next to the numbe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 TRANSITIONS = ("gaussian", "rssm", "locally_linear")
 DECODERS = ("auto", "conv", "mlp", "linear")
@@ -22,6 +22,22 @@ def check_known_keys(cls: type, d: dict[str, Any]) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(known)}")
+
+
+_Config = TypeVar("_Config", bound="DictConfig")
+
+
+class DictConfig:
+    """The JSON round trip of a flat config dataclass (one whose fields are plain values):
+    `to_dict` for config.json and checkpoints, `from_dict` refusing unknown keys by name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_Config], d: dict[str, Any]) -> _Config:
+        check_known_keys(cls, d)
+        return cls(**d)
 
 
 @dataclass(frozen=True)

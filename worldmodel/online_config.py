@@ -3,10 +3,10 @@ for the model, the trainer and the planner. The loop itself is `worldmodel.onlin
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from worldmodel.config import check_known_keys
+from worldmodel.config import DictConfig
 
 MODEL_PRESETS = ("small", "planet")
 # Settings a resumed run may change: how long and where it runs, not what it computes.
@@ -14,7 +14,7 @@ RESUMABLE_CHANGES = ("env_steps", "device", "checkpoint_every")
 
 
 @dataclass(frozen=True)
-class OnlineConfig:
+class OnlineConfig(DictConfig):
     """Settings of one online run. The defaults are sized for a 2-core CPU (see `cpu`); `planet()`
     gives PlaNet's values (Hafner et al. 2019, Sec. 5 and Appendix A)."""
 
@@ -90,13 +90,6 @@ class OnlineConfig:
                     model="planet", eval_episodes=5, preset="planet")
         return cls(**{**base, **overrides})
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "OnlineConfig":
-        check_known_keys(cls, d)
-        return cls(**d)
 
     def model_config(self, action_dim: int) -> Any:
         """The ModelConfig of this run for an env with `action_dim` actions."""

@@ -16,7 +16,7 @@ is used inside `torch.random.fork_rng`, so the caller's RNG state is untouched.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,12 @@ import torch
 
 from worldmodel import checkpoint as ckpt
 from worldmodel import distributed as dist
-from worldmodel.config import check_known_keys
+from worldmodel.config import DictConfig
 from worldmodel.device import DEVICES, autocast, check_precision, resolve_device
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Settings of one training run. Defaults follow PlaNet (Hafner et al. 2019, Appendix A)."""
 
     steps: int = 20_000  # total updates of the run (resume=True may raise it to train longer)
@@ -69,13 +69,6 @@ class TrainConfig:
         base = dict(steps=2000, batch_size=16, chunk_length=32, checkpoint_every=500, log_every=50)
         return cls(**{**base, **overrides})
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        check_known_keys(cls, d)
-        return cls(**d)
 
 
 # Settings that may differ when a run is resumed: they change how long or where it runs, not
