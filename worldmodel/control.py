@@ -175,6 +175,12 @@ class OracleAgent:
     def observe(self, action: np.ndarray, obs: np.ndarray) -> None:
         pass
 
+    def close(self) -> None:
+        """Stop the simulator's rollout thread pool (the problem keeps it until closed)."""
+        if self.mpc is not None:
+            self.mpc.problem.step.__self__.close()  # the SimulatorDynamics (see simulator_problem)
+            self.mpc = None
+
 
 def run_episode(env: Any, agent: Agent, seed: int, *, max_steps: int | None = None,
                 record_frames: bool = False) -> EpisodeResult:

@@ -165,13 +165,12 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
             "plans": plans, "plans_with_infinite_cost": infinite}
 
 
-def oracle_goal_problem(env: Any, config: E2CConfig) -> Any:
-    """The true simulator as a planning problem with a quadratic cost on the true pole angle
-    (0 = upright) and velocity: what iLQR reaches when the latent space is perfect."""
+def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
+    """The true simulator (`dyn`, a SimulatorDynamics of `env`) as a planning problem with a
+    quadratic cost on the true pole angle (0 = upright) and velocity: what iLQR reaches when the
+    latent space is perfect."""
     import planners
-    from worldmodel.sim_problem import SimulatorDynamics
 
-    dyn = SimulatorDynamics(env)
     angle = dyn.qpos_slice.start + env.task_spec.angle_qpos
     velocity = dyn.qvel_slice.start + env.task_spec.angle_qpos
 
@@ -194,18 +193,19 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
     """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal."""
     import planners
     from worldmodel.control import goal_tolerance
-    from worldmodel.sim_problem import oracle_state
+    from worldmodel.sim_problem import SimulatorDynamics, oracle_state
 
-    mpc = planners.MPC(planner, oracle_goal_problem(env, config), execute=config.replan_every,
-                       generator=torch.Generator().manual_seed(seed))
-    _, info = env.reset(sim_state=sim_state)
-    angles = [float(info["angle"])]
-    for _ in range(config.steps):
-        action = mpc.act(oracle_state(env)).detach().float().numpy()
-        _, _, _, truncated, info = env.step(action)
-        angles.append(float(info["angle"]))
-        if truncated:
-            break
+    with SimulatorDynamics(env) as dyn:  # closes its rollout thread pool at the end
+        mpc = planners.MPC(planner, oracle_goal_problem(dyn, env, config),
+                           execute=config.replan_every, generator=torch.Generator().manual_seed(seed))
+        _, info = env.reset(sim_state=sim_state)
+        angles = [float(info["angle"])]
+        for _ in range(config.steps):
+            action = mpc.act(oracle_state(env)).detach().float().numpy()
+            _, _, _, truncated, info = env.step(action)
+            angles.append(float(info["angle"]))
+            if truncated:
+                break
     a = np.abs(np.asarray(angles[1:]))
     return {"goal_time": float(np.mean(a < goal_tolerance(env.name))), "final_angle": float(angles[-1])}
 
@@ -248,10 +248,11 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     env = envs.make(config.task, image_size=config.image_size)
     planner = planners.make("ilqr", iterations=20)
     goal = goal_latent(model, env)
+    starts = start_states(env, config)
     episodes = [goal_episode(model, env, planner, goal, s, config, seed=config.seed + i)
-                for i, s in enumerate(start_states(env, config))]
+                for i, s in enumerate(starts)]
     oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i)
-              for i, s in enumerate(start_states(env, config)[:config.oracle_pairs])]
+              for i, s in enumerate(starts[:config.oracle_pairs])]
     env.close()
     goal_times = [100 * e["goal_time"] for e in episodes]
     oracle_times = [100 * e["goal_time"] for e in oracle]

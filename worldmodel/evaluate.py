@@ -71,8 +71,12 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
                 agent = OracleAgent(planner, config.horizon, seed=seed)
             else:
                 agent = RandomAgent(env.action_dim, seed)
-            results[kind].append(run_episode(env, agent, seed, max_steps=config.max_steps,
-                                             record_frames=film))
+            try:
+                results[kind].append(run_episode(env, agent, seed, max_steps=config.max_steps,
+                                                 record_frames=film))
+            finally:
+                if isinstance(agent, OracleAgent):
+                    agent.close()  # its MuJoCo rollout thread pool
             if film:
                 video = _write_episode_video(results[kind][-1], video,
                                              env.physics.model.opt.timestep * env.action_repeat)
