@@ -26,3 +26,20 @@ def test_traceback_on_request(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLDMODEL_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError, match="holds no training run"):
         console_main()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], {"train_episodes": 80, "episode_steps": 32}),
+    (["--episode-steps", "0", "--train-episodes", "20"], {"train_episodes": 20, "episode_steps": None}),
+    (["--quick", "--episode-steps", "16"], {"train_episodes": 4, "episode_steps": 16}),
+])
+def test_demo_flags_reach_its_config(argv, expected, monkeypatch):
+    """`demo --episode-steps 0` asks for the task's full episodes (None in DemoConfig)."""
+    from worldmodel import demo
+    from worldmodel.cli import main
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_demo", lambda config, out: seen.setdefault("config", config))
+    monkeypatch.setattr(demo, "print_table", lambda summary: None)
+    main(["demo", "--out", "unused", *argv])
+    assert {k: getattr(seen["config"], k) for k in expected} == expected
