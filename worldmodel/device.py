@@ -61,4 +61,5 @@ def describe(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
     import platform
 
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU {platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''}"
