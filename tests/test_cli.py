@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from worldmodel.cli import console_main
+from worldmodel.demo import DemoConfig
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -29,9 +30,10 @@ def test_traceback_on_request(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    ([], {"train_episodes": 80, "episode_steps": 32}),
+    ([], {"train_episodes": DemoConfig.train_episodes, "episode_steps": DemoConfig.episode_steps}),
     (["--episode-steps", "0", "--train-episodes", "20"], {"train_episodes": 20, "episode_steps": None}),
-    (["--quick", "--episode-steps", "16"], {"train_episodes": 4, "episode_steps": 16}),
+    (["--quick", "--episode-steps", "16"],
+     {"train_episodes": DemoConfig.quick().train_episodes, "episode_steps": 16}),
 ])
 def test_demo_flags_reach_its_config(argv, expected, monkeypatch):
     """`demo --episode-steps 0` asks for the task's full episodes (None in DemoConfig)."""
