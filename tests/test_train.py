@@ -142,6 +142,21 @@ def test_nan_stops_naming_step_and_term_and_keeps_last_checkpoint(data, tmp_path
     assert all(torch.equal(kept["model"][n], clean["model"][n]) for n in clean["model"])
 
 
+def test_overshooting_overflow_names_its_setting(data, tmp_path, monkeypatch):
+    from worldmodel import WorldModel
+
+    loss = WorldModel.loss
+
+    def overflowed(self, batch, generator=None):
+        terms = loss(self, batch, generator)
+        terms["overshooting_kl"] = terms["kl_dyn"] * float("inf")
+        return terms
+
+    monkeypatch.setattr(WorldModel, "loss", overflowed)
+    with pytest.raises(NonFiniteLossError, match=r"step 1: overshooting_kl = inf.*smaller overshooting_distance"):
+        train(tiny_model_config(), tiny_train_config(steps=2), data, tmp_path / "run", progress=False)
+
+
 def test_resume_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="holds no run"):
         train(None, None, None, tmp_path / "empty", resume=True, progress=False)

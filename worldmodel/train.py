@@ -147,9 +147,12 @@ class Trainer:
         result = {name: v / self.info.world_size for name, v in zip(names, values)}
         for name, v in result.items():
             if v != v or v in (float("inf"), float("-inf")):
+                hint = ("a smaller overshooting_distance (open-loop rollouts of that many steps "
+                        "overflowed), a lower lr or grad_clip" if name == "overshooting_kl"
+                        else "a lower lr or grad_clip")
                 raise NonFiniteLossError(f"training diverged at step {self.step + 1}: {name} = {v}; the "
                                          f"parameters were not updated and the last checkpoint (step "
-                                         f"<= {self.step}) is intact. Try a lower lr or grad_clip.")
+                                         f"<= {self.step}) is intact. Try {hint}.")
         self.optimizer.step()
         self.step += 1
         return result, stop
