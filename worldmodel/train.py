@@ -275,7 +275,12 @@ def train(model_config: Any, train_config: TrainConfig | None, data_path: str | 
     try:
         cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda, device_type="cuda"):
-            return _train(model_config, config, data_path, out_dir, run_config, info, progress, resume)
+            result = _train(model_config, config, data_path, out_dir, run_config, info, progress, resume)
+        if created:
+            # Leave together, so that no rank tears gloo down while another still talks to it
+            # (one rank aborted at exit once in a loaded CI run; not reproduced since).
+            dist.barrier(info)
+        return result
     finally:
         if created:
             dist.destroy_process_group()
