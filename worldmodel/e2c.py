@@ -55,8 +55,8 @@ class E2CConfig:
     # dynamics, and latent overshooting (PlaNet, Sec. 3) trains them on multi-step predictions.
     # Balance, seed 0: 21.0 ± 3.6 % and held-out R² 0.914 / 0.957 with these three settings,
     # 5.0 ± 0.9 % and 0.879 / 0.943 with PlaNet's 3 free nats and neither of the other two,
-    # 6.2 ± 1.1 % with free nats 0 and KL balancing but no overshooting; seed 1 of these
-    # defaults: 10.0 ± 1.4 % (README).
+    # 6.2 ± 1.1 % with free nats 0 and KL balancing but no overshooting; seeds 1 and 2 of
+    # these defaults: 10.0 ± 1.4 % and 17.1 ± 4.2 % (README).
     free_nats: float = 0.0
     kl_balance: float | None = 0.8  # DreamerV2's alpha
     overshooting_distance: int = 4
