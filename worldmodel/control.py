@@ -157,14 +157,18 @@ class OracleAgent:
         self.planner, self.horizon = planner, horizon
         self.generator = torch.Generator().manual_seed(seed)
         self.env = None
+        self.dynamics = None  # the SimulatorDynamics of the current episode
         self.mpc = None
 
     def reset(self, obs: np.ndarray, env: Any) -> None:
         import planners
-        from worldmodel.sim_problem import simulator_problem
+        from worldmodel.sim_problem import SimulatorDynamics, dynamics_problem
 
+        self.close()  # the previous episode's rollout thread pool, if any
         self.env = env
-        self.mpc = planners.MPC(self.planner, simulator_problem(env, self.horizon), generator=self.generator)
+        self.dynamics = SimulatorDynamics(env)
+        self.mpc = planners.MPC(self.planner, dynamics_problem(self.dynamics, self.horizon),
+                                generator=self.generator)
 
     def act(self) -> np.ndarray:
         from worldmodel.sim_problem import oracle_state
@@ -176,10 +180,10 @@ class OracleAgent:
         pass
 
     def close(self) -> None:
-        """Stop the simulator's rollout thread pool (the problem keeps it until closed)."""
-        if self.mpc is not None:
-            self.mpc.problem.step.__self__.close()  # the SimulatorDynamics (see simulator_problem)
-            self.mpc = None
+        """Stop the simulator's rollout thread pool."""
+        if self.dynamics is not None:
+            self.dynamics.close()
+            self.dynamics, self.mpc = None, None
 
 
 def run_episode(env: Any, agent: Agent, seed: int, *, max_steps: int | None = None,

@@ -90,7 +90,6 @@ class OnlineConfig(DictConfig):
                     model="planet", eval_episodes=5, preset="planet")
         return cls(**{**base, **overrides})
 
-
     def model_config(self, action_dim: int) -> Any:
         """The ModelConfig of this run for an env with `action_dim` actions."""
         from worldmodel import ModelConfig

@@ -226,9 +226,15 @@ def simulator_problem(env: Any, horizon: int, *, threads: Optional[int] = None,
 
     State: `oracle_state(env)` [S]; step: one environment step of the true simulator for a
     batch; cost: minus the dm_control reward summed over the action repeat (see module
-    docstring). The SimulatorDynamics behind it is reachable as `problem.step.__self__`.
+    docstring). A caller that must close the rollout thread pool builds the SimulatorDynamics
+    itself and uses `dynamics_problem`.
     """
     dyn = SimulatorDynamics(env, task=task, action_repeat=action_repeat, threads=threads)
+    return dynamics_problem(dyn, horizon, with_jacobians=with_jacobians)
+
+
+def dynamics_problem(dyn: SimulatorDynamics, horizon: int, *, with_jacobians: bool = True) -> Problem:
+    """The planning problem of the true simulator `dyn`, costs as in `simulator_problem`."""
     low = torch.as_tensor(dyn.low, dtype=torch.float64)
     high = torch.as_tensor(dyn.high, dtype=torch.float64)
     return Problem(step=dyn.step, running_cost=dyn.running_cost, terminal_cost=dyn.terminal_cost,

@@ -70,7 +70,6 @@ class TrainConfig(DictConfig):
         return cls(**{**base, **overrides})
 
 
-
 # Settings that may differ when a run is resumed: they change how long or where it runs, not
 # what it computes.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "snapshots")
