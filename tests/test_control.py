@@ -131,3 +131,28 @@ def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
     swung = oracle_goal_episode(env, planner, start_states(env, swing)[0], swing, seed=0)
     assert swung["goal_time"] > 0.1 and abs(swung["final_angle"]) < math.pi / 6
     env.close()
+
+
+def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
+    from worldmodel.e2c import E2CConfig
+
+    cartpole = E2CConfig.for_task("cartpole-balance", start="balance")
+    assert (cartpole.image_size, cartpole.replan_every, cartpole.steps) == (80, 5, 125)
+    assert E2CConfig.for_task("pendulum-swingup") == E2CConfig()
+    quick = E2CConfig.for_task("cartpole-balance", quick=True, seed=3)
+    assert (quick.image_size, quick.train_steps, quick.seed) == (80, E2CConfig.quick().train_steps, 3)
+    with pytest.raises(ValueError, match="point_mass-easy"):
+        E2CConfig.for_task("point_mass-easy")
+
+
+def test_e2c_oracle_balances_the_cartpole_from_upright():
+    """The cart-pole protocol's ceiling: iLQR MPC on the true simulator keeps the pole upright."""
+    import planners
+    from worldmodel.e2c import E2CConfig, oracle_goal_episode, start_states
+
+    env = envs.make("cartpole-balance", image_size=32)
+    config = E2CConfig.for_task("cartpole-balance", start="balance", steps=20, pairs=1)
+    held = oracle_goal_episode(env, planners.make("ilqr", iterations=20), start_states(env, config)[0],
+                               config, seed=0)
+    env.close()
+    assert held["goal_time"] == 1.0 and abs(held["final_angle"]) < 0.05

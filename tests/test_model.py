@@ -51,7 +51,7 @@ def test_config_presets_and_json_round_trip():
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 84, 84), (7,)])
+@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 80, 80), (3, 84, 84), (7,)])
 def test_shapes_and_loss_terms(name, obs_shape):
     model = _model(name, obs_shape, overshooting_distance=3 if name == "rssm" else 0)
     cfg, batch = model.cfg, _batch(model.cfg)
@@ -123,6 +123,52 @@ def test_planning_problem_step_equals_imagine_mean(name, objective):
         jz, ja = problem.jacobians(start, actions[:, 0])
         fz = torch.func.vmap(torch.func.jacrev(problem.step))(start.unsqueeze(1), actions[:, :1])
         assert torch.allclose(jz, fz[:, 0, :, 0], atol=1e-4) and ja.shape == (2, s_dim, 2)
+
+
+@pytest.mark.slow
+def test_planning_problem_in_bfloat16_and_compiled_matches_float32():
+    """The speed knobs change how the rollout is computed, not what it is: a compiled step equals
+    the eager one, bf16 keeps the caller's dtype and stays within bf16's rounding of float32."""
+    model = _model("rssm")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    batch = _batch(model.cfg, b=2)
+    start = model.to_vector(model.observe(batch.images, batch.actions).last())  # [2, S]
+    actions = torch.rand(8, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    states = start.repeat(4, 1)  # [8, S]
+    eager = model.planning_problem(None, "reward", 5)
+    compiled = model.planning_problem(None, "reward", 5, compile=True)
+    bf16 = model.planning_problem(None, "reward", 5, precision="bfloat16")
+    with torch.inference_mode():
+        want_s, want_r = eager.step(states, actions), eager.terminal_cost(states)
+        got_s, got_r = compiled.step(states, actions), compiled.terminal_cost(states)
+        low_s, low_r = bf16.step(states, actions), bf16.terminal_cost(states)
+    assert torch.allclose(got_s, want_s, atol=1e-5) and torch.allclose(got_r, want_r, atol=1e-5)
+    assert low_s.dtype == low_r.dtype == torch.float32
+    assert not torch.equal(low_s, want_s)  # bf16 really ran
+    scale = want_s.abs().max()
+    assert (low_s - want_s).abs().max() < 0.05 * scale
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.planning_problem(None, "reward", 5, precision="float16")
+
+
+@pytest.mark.parametrize("size_in, pad", [(14, 1), (6, 0), (7, 1)])
+def test_padded_conv_transpose_equals_torch_output_padding(size_in, pad):
+    """The decoder's fast transposed conv: the same output and gradients as nn.ConvTranspose2d."""
+    from worldmodel.networks import PaddedConvTranspose2d
+
+    torch.manual_seed(0)
+    ours = PaddedConvTranspose2d(6, 4, 4, stride=2, output_padding=pad)
+    theirs = torch.nn.ConvTranspose2d(6, 4, 4, stride=2, output_padding=pad)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6, size_in, size_in, requires_grad=True)
+    y_ours, y_theirs = ours(x), theirs(x)
+    assert y_ours.shape == y_theirs.shape == (3, 4, 2 * (size_in - 1) + 4 + pad, 2 * (size_in - 1) + 4 + pad)
+    assert torch.allclose(y_ours, y_theirs, atol=1e-6)
+    g = torch.randn_like(y_ours)
+    grads = [torch.autograd.grad(y, (x, m.weight, m.bias), g) for y, m in ((y_ours, ours), (y_theirs, theirs))]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_bad_input_errors_name_the_shapes():

@@ -174,6 +174,20 @@ def test_resume_with_conflicting_settings_names_the_setting(started_run):
         main(["run", "--out", str(started_run), "--resume", "--preset", "planet"])
 
 
+def test_resume_accepts_settings_added_since_the_run_started_and_speed_knobs(started_run, tmp_path):
+    import shutil
+
+    older = tmp_path / "older"
+    shutil.copytree(started_run, older)
+    stored = json.loads((older / "config.json").read_text())
+    for key in ("planning_precision", "compile_planning"):  # a run made before they existed
+        del stored["online"][key]
+    (older / "config.json").write_text(json.dumps(stored))
+    assert online._settle_config(tiny(), older, resume=True) == tiny()
+    faster = tiny(planning_precision="bfloat16", compile_planning=True)
+    assert online._settle_config(faster, older, resume=True) == faster
+
+
 def test_a_new_run_never_overwrites_an_existing_one(started_run):
     with pytest.raises(FileExistsError, match="--resume"):
         run_online(tiny(), started_run)
@@ -187,6 +201,7 @@ def test_a_new_run_never_overwrites_an_existing_one(started_run):
     (dict(env_steps=0), "env_steps"),
     (dict(planner_overrides={"no_such_setting": 1}), "no_such_setting"),
     (dict(model="huge"), "small"),
+    (dict(planning_precision="float16"), "precision must be one of"),
 ])
 def test_bad_settings_are_rejected_naming_them(overrides, words):
     with pytest.raises(ValueError, match=words):

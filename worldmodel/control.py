@@ -41,8 +41,15 @@ class EvalConfig:
     seed: int = 0
     max_steps: int | None = None  # environment steps per episode; None = the full episode
     device: str = "cpu"
+    # speed knobs of the learned model's planning (WorldModel.planning_problem): bf16 autocast and
+    # torch.compile of the step and reward (benchmarks/planner_speed.py measures both)
+    planning_precision: str = "float32"
+    compile_planning: bool = False
 
     def __post_init__(self) -> None:
+        from worldmodel.device import check_precision
+
+        check_precision(self.planning_precision)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.horizon < 1:
@@ -104,15 +111,18 @@ class LatentMPCAgent:
     """MPC in the learned latent space: filter the image, plan from its latent, act, repeat."""
 
     def __init__(self, model: Any, planner: Any, horizon: int, *, seed: int, device: str = "cpu",
-                 objective: Any = "reward", execute: int = 1, record_predictions: bool = False) -> None:
+                 objective: Any = "reward", execute: int = 1, record_predictions: bool = False,
+                 precision: str = "float32", compile: bool = False) -> None:
         """record_predictions: keep `predicted`, the frames the model expected: the reconstruction
         of the first image, then at each step the one-step prediction under the chosen action
-        (aligned with the real frames of `run_episode(record_frames=True)`)."""
+        (aligned with the real frames of `run_episode(record_frames=True)`).
+        precision, compile: how the planner's rollouts run (`WorldModel.planning_problem`)."""
         import planners
 
         self.model, self.planner, self.horizon, self.device = model, planner, horizon, device
         self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.problem = model.planning_problem(None, objective, horizon)
+        self.problem = model.planning_problem(None, objective, horizon, precision=precision,
+                                              compile=compile)
         self.mpc = planners.MPC(planner, self.problem, execute=execute, generator=self.generator)
         self.record_predictions = record_predictions
         self.predicted: list[np.ndarray] = []

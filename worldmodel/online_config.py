@@ -10,7 +10,9 @@ from worldmodel.config import DictConfig
 
 MODEL_PRESETS = ("small", "planet")
 # Settings a resumed run may change: how long and where it runs, not what it computes.
-RESUMABLE_CHANGES = ("env_steps", "device", "checkpoint_every")
+# how long or where a run goes, and how fast (not what) its planner computes
+RESUMABLE_CHANGES = ("env_steps", "device", "checkpoint_every", "planning_precision",
+                     "compile_planning")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class OnlineConfig(DictConfig):
     elites: int = 50  # PlaNet 100 (the same 10%)
     iterations: int = 6  # PlaNet 10
     planner_overrides: dict[str, Any] = field(default_factory=dict)  # other planner settings
+    # bf16 autocast / torch.compile of the planner's rollouts (EvalConfig's knobs of the same names)
+    planning_precision: str = "float32"
+    compile_planning: bool = False
     eval_every: int = 10  # K, collected episodes between evaluations
     eval_episodes: int = 2  # episodes per periodic evaluation (noise-free, fixed seeds)
     final_eval_episodes: int = 10  # the headline number: DESIGN.md section 6 asks for >= 10
@@ -73,6 +78,9 @@ class OnlineConfig(DictConfig):
             raise ValueError(f"model must be one of {MODEL_PRESETS}, got {self.model!r}")
         if self.action_repeat is not None and self.action_repeat < 1:
             raise ValueError(f"action_repeat must be None (task default) or >= 1, got {self.action_repeat}")
+        from worldmodel.device import check_precision
+
+        check_precision(self.planning_precision)
         self.train_config()  # lr, device, precision, quantize_bits checked there
         self.model_config(action_dim=1)  # image_size, transition and overrides checked there
         planner_settings(self)  # planner name and overrides checked there
