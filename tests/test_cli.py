@@ -12,6 +12,8 @@ from worldmodel.demo import DemoConfig
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "--run", "{tmp}/nowhere"], "holds no training run"),
     (["e2c", "--out", "{tmp}/e2c", "--set", "bogus=1"], "unknown E2CConfig keys ['bogus']"),
+    (["e2c", "--out", "{tmp}/e2c", "--set", "planner=lbfgs"], "lbfgs"),
+    (["e2c", "--task", "point_mass-easy", "--out", "{tmp}/e2c"], "has none"),
     (["collect", "--task", "cartpole-run", "--episodes", "1", "--out", "{tmp}/d"], "known tasks"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, monkeypatch, capsys):

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import envs
 from worldmodel import ModelConfig, WorldModel
@@ -112,6 +113,12 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert {e.length for e in EpisodeDataset(tmp_path / "data").episodes} == {config.episode_steps}
     assert len(EpisodeDataset(tmp_path / "heldout")) == config.heldout_episodes
     assert (tmp_path / "pictures" / "latent_geometry.png").stat().st_size > 0
+    # the goal-cost diagnostic: by pose, and along the recorded oracle episode
+    assert len(on_disk["goal_cost_by_angle_bin"]) == 6
+    assert all(c is None or c >= 0 for c in on_disk["goal_cost_by_angle_bin"])
+    path = on_disk["oracle_path"]
+    assert len(path["angle"]) == len(path["latent_goal_cost"]) == config.steps + 1
+    assert Image.open(on_disk["pictures"]["goal_cost"]).size[0] > 0
     # a re-run reuses the data and the trained model
     run_e2c(config, tmp_path, progress=False)
     assert len(EpisodeDataset(tmp_path / "data")) == config.episodes
@@ -143,6 +150,11 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     assert (quick.image_size, quick.train_steps, quick.seed) == (80, E2CConfig.quick().train_steps, 3)
     with pytest.raises(ValueError, match="point_mass-easy"):
         E2CConfig.for_task("point_mass-easy")
+    from worldmodel.e2c import make_planner
+
+    assert make_planner(E2CConfig()).iterations == 20  # the protocol's iLQR
+    cem = make_planner(E2CConfig(planner="cem", planner_overrides={"candidates": 50, "elites": 5}))
+    assert (type(cem).__name__, cem.candidates, cem.elites) == ("CEM", 50, 5)
 
 
 def test_e2c_oracle_balances_the_cartpole_from_upright():
@@ -156,3 +168,23 @@ def test_e2c_oracle_balances_the_cartpole_from_upright():
                                config, seed=0)
     env.close()
     assert held["goal_time"] == 1.0 and abs(held["final_angle"]) < 0.05
+
+
+def test_goal_cost_by_angle_of_a_ring_latent_rises_from_upright_to_hanging():
+    """A latent that lays the angle on a unit ring: ‖z − z_goal‖² = 2 − 2 cos θ, by bin."""
+    from worldmodel.goal_cost import goal_cost_by_angle
+
+    theta = np.linspace(-np.pi, np.pi, 6001)
+    states = np.stack([theta, np.zeros_like(theta)], 1)  # pendulum: qpos, qvel
+    latents = np.stack([np.cos(theta), np.sin(theta)], 1)
+    bins = goal_cost_by_angle(latents, states, np.array([1.0, 0.0]), "pendulum-swingup")
+    edges = np.linspace(0, np.pi, 7)
+    for b, cost in enumerate(bins):  # the bin mean of 2 − 2cos θ over a uniform θ in the bin
+        lo, hi = edges[b], edges[b + 1]
+        want = 2 - 2 * (np.sin(hi) - np.sin(lo)) / (hi - lo)
+        assert cost == pytest.approx(want, rel=1e-2)
+    assert bins == sorted(bins)
+    only_upright = goal_cost_by_angle(latents[:10] * 0, states[2995:3005], np.zeros(2), "pendulum-swingup")
+    assert only_upright[0] == 0.0 and only_upright[1:] == [None] * 5
+    with pytest.raises(ValueError, match="no pole angle"):
+        goal_cost_by_angle(latents, states, np.zeros(2), "point_mass-easy")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,10 @@ class E2CConfig:
     kl_balance: float | None = 0.8  # DreamerV2's alpha
     overshooting_distance: int = 4
     pairs: int = 10  # PCC/PC3: 10 start/goal pairs per model
+    # E2C/PCC/PC3 plan with iLQR (20 iterations here); any planners.names() entry works, with
+    # its settings in planner_overrides. The oracle uses the same planner.
+    planner: str = "ilqr"
+    planner_overrides: dict[str, Any] = field(default_factory=dict)
     start: str = "swingup"  # "swingup": hanging, angle ~ U[0.9π, 0.95π]; "balance": upright
     horizon: int = 25  # iLQR horizon in env steps (PC3 uses 100 steps of a 4x finer pendulum)
     replan_every: int = 5  # apply this many actions of each plan (PC3: 10 at their rate)
@@ -104,6 +108,14 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "pendulum": {},
     "cartpole": dict(image_size=80, horizon=20, replan_every=5, steps=125),
 }
+
+
+def make_planner(config: E2CConfig) -> Any:
+    """The protocol's planner: `config.planner` with `planner_overrides` (iLQR: 20 iterations)."""
+    import planners
+
+    defaults = {"iterations": 20} if config.planner == "ilqr" else {}
+    return planners.make(config.planner, **{**defaults, **config.planner_overrides})
 
 
 def pose_state(env: Any, angle: float, velocity: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -222,8 +234,9 @@ def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
 
 
 def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E2CConfig,
-                        seed: int) -> dict[str, Any]:
-    """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal."""
+                        seed: int, *, record: bool = False) -> dict[str, Any]:
+    """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal, and with
+    `record` its frames, actions and angles (for `goal_cost.goal_cost_along`)."""
     import planners
     from worldmodel.control import goal_tolerance
     from worldmodel.sim_problem import SimulatorDynamics, oracle_state
@@ -231,23 +244,49 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
     with SimulatorDynamics(env) as dyn:  # closes its rollout thread pool at the end
         mpc = planners.MPC(planner, oracle_goal_problem(dyn, env, config),
                            execute=config.replan_every, generator=torch.Generator().manual_seed(seed))
-        _, info = env.reset(sim_state=sim_state)
-        angles = [float(info["angle"])]
+        obs, info = env.reset(sim_state=sim_state)
+        angles, frames, actions = [float(info["angle"])], [obs], []
         for _ in range(config.steps):
             action = mpc.act(oracle_state(env)).detach().float().numpy()
-            _, _, _, truncated, info = env.step(action)
+            obs, _, _, truncated, info = env.step(action)
             angles.append(float(info["angle"]))
+            if record:
+                frames.append(obs)
+                actions.append(action)
             if truncated:
                 break
     a = np.abs(np.asarray(angles[1:]))
-    return {"goal_time": float(np.mean(a < goal_tolerance(env.name))), "final_angle": float(angles[-1])}
+    out = {"goal_time": float(np.mean(a < goal_tolerance(env.name))), "final_angle": float(angles[-1])}
+    if record:
+        out.update(frames=frames, actions=np.asarray(actions), angles=np.asarray(angles))
+    return out
+
+
+def goal_cost_view(model: Any, heldout: Any, goal: torch.Tensor, oracle: dict[str, Any] | None,
+                   config: E2CConfig, picture: Path) -> dict[str, Any]:
+    """The latent goal cost by |angle| over held-out states and, given a recorded oracle
+    episode, along it (`worldmodel.goal_cost`); draws both into `picture`."""
+    from worldmodel import viz
+    from worldmodel.goal_cost import goal_cost_along, goal_cost_by_angle
+    from worldmodel.visualize import heldout_latents
+
+    latents, states = heldout_latents(model, heldout)
+    by_angle = goal_cost_by_angle(latents, states, goal.numpy(), config.task)
+    view: dict[str, Any] = {"goal_cost_by_angle_bin": by_angle}
+    angles = costs = None
+    if oracle is not None:
+        costs = goal_cost_along(model, oracle["frames"], oracle["actions"], goal)
+        angles = oracle["angles"]
+        view["oracle_path"] = {"angle": angles.tolist(), "latent_goal_cost": costs.tolist()}
+    viz.plot_goal_cost(by_angle, angles, costs, picture,
+                       title=f"{config.task}: E2C goal cost ‖z − z_goal‖² against the true pose")
+    return view
 
 
 def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
     (a second start on the same folder reuses its data and model)."""
     import envs
-    import planners
     from worldmodel import ModelConfig
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
@@ -257,6 +296,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     if config.task.split("-")[0] not in TASK_DEFAULTS:
         raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task "
                          f"{config.task!r} has none (domains with one: {', '.join(TASK_DEFAULTS)})")
+    planner = make_planner(config)  # an unknown planner or setting fails here, before training
     out = Path(out)
     t0 = time.time()
     data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
@@ -284,14 +324,16 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
                      progress=progress)
     pictures = render_run_pictures(model, run_dir, heldout, out / "pictures", task=config.task)
     env = envs.make(config.task, image_size=config.image_size)
-    planner = planners.make("ilqr", iterations=20)
     goal = goal_latent(model, env)
     starts = start_states(env, config)
     episodes = [goal_episode(model, env, planner, goal, s, config, seed=config.seed + i)
                 for i, s in enumerate(starts)]
-    oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i)
+    oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, record=i == 0)
               for i, s in enumerate(starts[:config.oracle_pairs])]
     env.close()
+    cost_view = goal_cost_view(model, heldout, goal, oracle[0] if oracle else None, config,
+                               out / "pictures" / "goal_cost.png")
+    pictures["files"]["goal_cost"] = str(out / "pictures" / "goal_cost.png")
     goal_times = [100 * e["goal_time"] for e in episodes]
     oracle_times = [100 * e["goal_time"] for e in oracle]
     key = config.task if config.start == "swingup" else f"{config.task.split('-')[0]}-balance"
@@ -305,6 +347,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
         "oracle_goal_time_percent": oracle_times,
         "published": PUBLISHED.get(key, {}),
         "latent_r2": {"linear": pictures["latent_r2"], "knn": pictures["latent_r2_knn"]},
+        **cost_view,
         "pictures": pictures["files"],
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "wall_seconds": time.time() - t0,
@@ -351,6 +394,8 @@ def _command(args: argparse.Namespace) -> int:
     if result["oracle_goal_time_percent_mean"] is not None:
         print(f"  oracle (the same iLQR MPC on the true simulator, cost on the true angle): "
               f"{result['oracle_goal_time_percent_mean']:.1f} % over {len(result['oracle_goal_time_percent'])} pairs")
+    bins = ", ".join("–" if c is None else f"{c:.0f}" for c in result["goal_cost_by_angle_bin"])
+    print(f"  latent goal cost ‖z − z_goal‖² by |angle| bin, upright → hanging: {bins}")
     for name, (mean, best) in result["published"].items():
         print(f"  published {name}: {mean} (all models) / {best} (best model)")
     return 0

@@ -216,6 +216,37 @@ def plot_training_curves(metrics_jsonl_path: str | Path, path: str | Path,
     return _save_png(fig, path)
 
 
+def plot_goal_cost(by_angle: list[float | None], path_angles: np.ndarray | None,
+                   path_costs: np.ndarray | None, path: str | Path, *, title: str = "") -> Path:
+    """Left: cost by |angle| bin; right (when given): angle and cost along a trajectory."""
+    panels = 2 if path_costs is not None else 1
+    fig = _figure(4.6 * panels, 3.2)
+    ax = fig.add_subplot(1, panels, 1)
+    bins = len(by_angle)
+    centres = (np.arange(bins) + 0.5) * 180 / bins
+    ax.bar(centres, [np.nan if c is None else c for c in by_angle], width=0.8 * 180 / bins)
+    ax.set_xlabel("|angle| (degrees, 0 = upright)", fontsize=8)
+    ax.set_ylabel("mean ‖z − z_goal‖² (held-out)", fontsize=8)
+    ax.set_title("goal cost by pose", fontsize=9)
+    ax.tick_params(labelsize=7)
+    if path_costs is not None:
+        ax = fig.add_subplot(1, panels, 2)
+        steps = np.arange(len(path_costs))
+        ax.semilogy(steps, np.maximum(path_costs, 1e-3), color="C3", lw=1.2, label="‖z − z_goal‖²")
+        ax.set_xlabel("step of the oracle's episode", fontsize=8)
+        ax.set_ylabel("latent goal cost", fontsize=8, color="C3")
+        ax.tick_params(labelsize=7)
+        twin = ax.twinx()
+        twin.plot(steps, np.degrees(np.abs(path_angles)), color="C0", lw=1.0)
+        twin.set_ylabel("|angle| (degrees)", fontsize=8, color="C0")
+        twin.tick_params(labelsize=7)
+        ax.set_title("along the oracle's swing-up", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
 # ------------------------------------------------------------------------------------ video
 def side_by_side(real: np.ndarray, predicted: np.ndarray, gap: int = 2) -> np.ndarray:
     """Frames [T, H, 2W + gap, 3]: real on the left, predicted on the right, a white gap between."""

@@ -1,0 +1,60 @@
+"""E2C's goal cost seen from the true state: does ‖z − z_goal‖² fall as the pole rises?
+
+A local planner (iLQR) on the quadratic latent cost can only swing a pole up if that cost falls,
+step by step, along some feasible path from hanging to upright. Two views of it:
+  - `goal_cost_by_angle`: the mean cost of held-out states in bins of |angle| from 0 (upright)
+    to π (hanging). Monotone rising bins are what a swing-up needs.
+  - `goal_cost_along`: the cost along a real trajectory (the oracle's swing-up on the true
+    simulator), each image filtered through the model. Where this rises above the hanging
+    cost, the swing-up must climb a barrier that a planner of short horizon will not cross.
+`worldmodel.viz.plot_goal_cost` draws both side by side. Notation: z [N, S] latents, s [N, nq + nv] states.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+ANGLE_BINS = 6  # |angle| bins over [0, π]: 30° each
+
+
+def angle_index(task: str) -> int:
+    """qpos index of the pole hinge (0 = upright) for a task with a pole."""
+    from envs.registry import spec
+
+    index = spec(task).angle_qpos
+    if index is None:
+        raise ValueError(f"task {task!r} has no pole angle; the goal-cost diagnostic needs one")
+    return index
+
+
+def goal_cost_by_angle(latents: np.ndarray, states: np.ndarray, goal: np.ndarray, task: str,
+                       bins: int = ANGLE_BINS) -> list[float | None]:
+    """Mean ‖z − z_goal‖² of the states in each of `bins` equal bins of |wrapped angle| over
+    [0, π] (None for an empty bin)."""
+    z, goal = np.asarray(latents, float), np.asarray(goal, float).reshape(-1)
+    if z.ndim != 2 or z.shape[1] != goal.size or len(z) != len(states):
+        raise ValueError(f"latents [N, S] must match states [N, D] and goal [S]; got "
+                         f"{z.shape}, {np.shape(states)}, {goal.shape}")
+    angle = np.abs((np.asarray(states)[:, angle_index(task)] + np.pi) % (2 * np.pi) - np.pi)
+    cost = ((z - goal) ** 2).sum(1)
+    which = np.minimum((angle / np.pi * bins).astype(int), bins - 1)
+    return [float(cost[which == b].mean()) if (which == b).any() else None for b in range(bins)]
+
+
+@torch.no_grad()
+def goal_cost_along(model: Any, frames: Sequence[np.ndarray], actions: np.ndarray,
+                    goal: torch.Tensor) -> np.ndarray:
+    """‖z_t − z_goal‖² [T + 1] of the model's filtered latent along a real trajectory:
+    frames o_0..o_T (uint8 [H, W, 3]) and the actions a_0..a_{T-1} [T, A] between them."""
+    from worldmodel.control import image_to_tensor
+
+    actions = np.asarray(actions, np.float32).reshape(len(frames) - 1, -1)
+    state = model.filter_step(None, None, image_to_tensor(frames[0]))
+    latents = [model.to_vector(state)[0]]
+    for a, frame in zip(actions, frames[1:]):
+        state = model.filter_step(state, torch.as_tensor(a).unsqueeze(0), image_to_tensor(frame))
+        latents.append(model.to_vector(state)[0])
+    z = torch.stack(latents)
+    return ((z - goal.to(z)) ** 2).sum(-1).float().numpy()
