@@ -35,7 +35,9 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 REFERENCE_PLANET_FPS = 235.0  # PyTorch PlaNet, full update at 50×50, on the project's GPU machine
 VARIANTS = {"float32": {}, "bfloat16": {"precision": "bfloat16"},
             "channels_last": {"channels_last": True},
-            "bfloat16+channels_last": {"precision": "bfloat16", "channels_last": True}}
+            "bfloat16+channels_last": {"precision": "bfloat16", "channels_last": True},
+            "bfloat16+channels_last+compiled": {"precision": "bfloat16", "channels_last": True,
+                                                "compile_networks": True}}
 
 
 def make_data(path: Path, image_size: int = 64, episodes: int = 6, steps: int = 100, seed: int = 0) -> Path:

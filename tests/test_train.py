@@ -205,6 +205,26 @@ def test_bfloat16_autocast_trains_close_to_float32(data, tmp_path):
     assert bf16["loss"] == pytest.approx(f32["loss"], rel=2e-2)  # ... on the same batch and noise
 
 
+@pytest.mark.slow
+def test_compiled_networks_train_like_eager_and_resume_from_an_older_config(data, tmp_path):
+    """compile_networks changes how the convs' neighbours run, not the maths or the checkpoint;
+    a run whose config.json predates a setting resumes with that setting's default."""
+    eager = train(tiny_model_config(), tiny_train_config(steps=2), data, tmp_path / "e", progress=False)
+    fast = train(tiny_model_config(), tiny_train_config(steps=2, compile_networks=True), data,
+                 tmp_path / "c", progress=False)
+    for term in LOSS_TERMS:
+        assert fast[term] == pytest.approx(eager[term], rel=1e-4, abs=1e-4), term
+    a = load_checkpoint(tmp_path / "e" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "c" / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()
+    config_path = tmp_path / "e" / "config.json"
+    stored = json.loads(config_path.read_text())
+    del stored["train"]["compile_networks"]  # as written before the setting existed
+    config_path.write_text(json.dumps(stored))
+    train(None, tiny_train_config(steps=3), None, tmp_path / "e", resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "e" / "checkpoint.pt")["step"] == 3
+
+
 def test_cli_trains_then_resumes(data, tmp_path):
     from worldmodel.train_cli import add_train_arguments, run_train_command
 

@@ -7,7 +7,8 @@
 `--set` takes any OnlineConfig field (`--set batch_size=16`), and `model.KEY=VALUE` /
 `planner.KEY=VALUE` for ModelConfig fields and planner settings (`--set model.free_nats=1`).
 On --resume the run's own settings are used; a flag that contradicts them is an error naming it
-(only env_steps, device and checkpoint_every may change).
+(only env_steps, device, checkpoint_every and the planning speed knobs planning_precision and
+compile_planning may change).
 """
 from __future__ import annotations
 

@@ -38,6 +38,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=None)
     p.add_argument("--snapshots", action="store_true", default=None,
                    help="keep the weights of every checkpoint (for the geometry-over-training GIF)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="conv weights and images in NHWC layout (faster with --precision bfloat16)")
+    p.add_argument("--compile", dest="compile_networks", action="store_true", default=None,
+                   help="torch.compile the image encoder and decoder (the first update compiles)")
     p.add_argument("--obs-std", type=float, default=None,
                    help="std of the image likelihood (default 1, PlaNet's); lower it when the "
                         "moving object covers few pixels")
@@ -49,7 +53,7 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 _TRAIN_FLAGS = ("steps", "batch_size", "chunk_length", "lr", "device", "precision", "seed",
-                "checkpoint_every", "log_every", "snapshots")
+                "checkpoint_every", "log_every", "snapshots", "channels_last", "compile_networks")
 
 
 def build_configs(args: argparse.Namespace) -> tuple[Any, Any, str | None]:
