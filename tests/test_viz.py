@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -37,6 +38,9 @@ def test_plot_latent_geometry_writes_a_png(tmp_path: Path) -> None:
     assert img.shape[0] > 300 and img.shape[1] > 600  # two rows x two views
     assert img[..., :3].std() > 10  # not a blank canvas
     assert not list(tmp_path.glob(".*.tmp"))  # atomic: no temp file left behind
+    mask = os.umask(0)  # files get open()'s permissions, not mkstemp's owner-only 0600
+    os.umask(mask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in tmp_path.iterdir() if p.is_file())
 
 
 def test_pca_finds_the_plane_of_the_ring() -> None:
