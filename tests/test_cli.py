@@ -11,6 +11,7 @@ from worldmodel.demo import DemoConfig
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "--run", "{tmp}/nowhere"], "holds no training run"),
+    (["evaluate", "--run", "{tmp}/nowhere", "--planning-precision", "float16"], "precision must be one of"),
     (["e2c", "--out", "{tmp}/e2c", "--set", "bogus=1"], "unknown E2CConfig keys ['bogus']"),
     (["e2c", "--out", "{tmp}/e2c", "--set", "planner=lbfgs"], "lbfgs"),
     (["e2c", "--task", "point_mass-easy", "--out", "{tmp}/e2c"], "has none"),

@@ -165,6 +165,10 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cut episodes short (env steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--planning-precision", default="float32",
+                   help="float32 | bfloat16: the learned model's rollouts under bf16 autocast")
+    p.add_argument("--compile-planning", action="store_true",
+                   help="torch.compile the learned model's step and reward (first plan compiles)")
     p.add_argument("--no-video", action="store_true",
                    help="skip <run>/eval/<planner>_episode.mp4 (real beside predicted frames)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -193,7 +197,9 @@ def _command(args: argparse.Namespace) -> int:
                         horizon=args.horizon, episodes=args.episodes,
                         oracle_episodes=args.oracle_episodes, random_episodes=args.random_episodes,
                         seed=args.seed, max_steps=args.max_steps,
-                        device=str(resolve_device(args.device)))
+                        device=str(resolve_device(args.device)),
+                        planning_precision=args.planning_precision,
+                        compile_planning=args.compile_planning)
     out = evaluate(args.run, config, video=not args.no_video)
     print_summary(out)
     print(f"wrote {Path(args.run) / 'eval' / (args.planner + '.json')}")
