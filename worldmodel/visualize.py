@@ -36,13 +36,14 @@ def episode_tensors(episode: Any, device: str = "cpu") -> tuple[torch.Tensor, to
 
 @torch.no_grad()
 def heldout_latents(model: Any, dataset: Any, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Filtered posterior latents [N, S] of every held-out frame and the true states [N, D]."""
+    """Filtered posterior means [N, S] of every held-out frame and the true states [N, D]: the
+    latents control plans from (`filter_step`), and deterministic, so R² repeats exactly."""
     latents, states = [], []
     for i in range(len(dataset)):
         episode = dataset[i]
         images, actions = episode_tensors(episode, device)
-        post = model.observe(images, actions)
-        latents.append(post.vector()[0].float().cpu().numpy())
+        post = model.observe(images, actions, sample=False)
+        latents.append(post.vector(use_mean=True)[0].float().cpu().numpy())
         states.append(episode.states)
     return np.concatenate(latents), np.concatenate(states)
 
