@@ -1,6 +1,6 @@
 """Planner speed: milliseconds per MPC action, as a ratio to the machine's matmul floor.
 
-Run: python benchmarks/planner_speed.py [--quick] [--threads N]
+Run: python benchmarks/planner_speed.py [--quick] [--threads N] [--out FILE.json]
 Writes benchmarks/results/planner_speed.json and benchmarks/results/planner_pendulum.png.
 
 (a) An RSSM-sized stand-in (PlaNet, Hafner et al. 2019: deterministic 200, stochastic 30, hidden
@@ -231,6 +231,8 @@ def worldmodel_cem(steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer MPC steps and budgets")
+    parser.add_argument("--out", type=Path, default=RESULTS / "planner_speed.json",
+                        help="the JSON to write; the pendulum plot goes beside it")
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads (1: on a shared 2-core machine, 2 oversubscribes)")
     args = parser.parse_args()
@@ -238,7 +240,9 @@ def main() -> None:
     torch.manual_seed(0)  # network initialisation only (script, not library)
     steps = 3 if args.quick else 7
     out: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
-                 "torch": torch.__version__, "cpu_count": os.cpu_count()}
+                 "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                 "command": "python " + " ".join(sys.argv),
+                 "load_average_1min_at_start": os.getloadavg()[0]}  # other jobs sharing the CPU
     out["matmul_gflops_fp32"] = gflops = matmul_gflops()
 
     model = RSSMStandIn().eval()
@@ -313,13 +317,15 @@ def main() -> None:
     out["locally_linear_8"] = local
 
     out["pendulum"] = curves = pendulum_curves(args.quick)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot_curves(curves, RESULTS / "planner_pendulum.png")
-    fd, tmp = tempfile.mkstemp(prefix=".planner_speed", suffix=".json", dir=RESULTS)
+    folder = args.out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, folder / args.out.name.replace(".json", "_pendulum.png").replace(
+        "planner_speed_pendulum", "planner_pendulum"))
+    fd, tmp = tempfile.mkstemp(prefix=".planner_speed", suffix=".json", dir=folder)
     with os.fdopen(fd, "w") as f:
         json.dump(out, f, indent=1)
     os.chmod(tmp, 0o644)
-    os.replace(tmp, RESULTS / "planner_speed.json")
+    os.replace(tmp, args.out)
 
     print(f"machine {out['machine']}, threads {args.threads}, fp32 matmul {gflops:.1f} GFLOP/s")
     print(f"{'case':44s} {'ms':>9s} {'x floor':>8s}")
