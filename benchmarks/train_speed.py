@@ -18,6 +18,7 @@ Writes benchmarks/results/train_speed.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     matmul = {"float32": matmul_gflops(device, torch.float32, n),
               "bfloat16": matmul_gflops(device, torch.bfloat16, n)}
     machine = {"device": describe(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "python": platform.python_version(), "matmul_n": n, "tf32": torch.backends.cuda.matmul.allow_tf32}
+               "python": platform.python_version(), "matmul_n": n, "tf32": torch.backends.cuda.matmul.allow_tf32,
+               "load_average_1min_at_start": os.getloadavg()[0]}  # other jobs sharing the CPU
     print(f"{machine['device']}; torch {torch.__version__}; {machine['threads']} CPU threads")
     print(f"matmul {n}x{n}: float32 {matmul['float32']:.0f} GFLOP/s, bfloat16 {matmul['bfloat16']:.0f} GFLOP/s")
     rows = []
