@@ -73,6 +73,8 @@ def run_seeds(args: argparse.Namespace) -> None:
 
 def finished_runs(runs: Path) -> list[dict[str, Any]]:
     """(config, summary) of every run folder under `runs` whose summary.json exists."""
+    from worldmodel.online_config import OnlineConfig
+
     found = []
     for summary_path in sorted(runs.glob("*/summary.json")):
         folder = summary_path.parent
@@ -80,6 +82,9 @@ def finished_runs(runs: Path) -> list[dict[str, Any]]:
         config = json.loads((folder / "config.json").read_text()).get("online")
         if config is None or summary.get("return_mean") is None:
             continue  # not an online run, or one finished without a final evaluation
+        # with today's defaults for settings added since the run started, so that runs made
+        # before and after such a setting existed still group into one row
+        config = OnlineConfig.from_dict(config).to_dict()
         shown = folder.resolve().relative_to(ROOT) if folder.resolve().is_relative_to(ROOT) else folder
         found.append({"folder": str(shown), "config": config, "summary": summary})
     return found

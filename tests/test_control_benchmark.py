@@ -1,0 +1,35 @@
+"""benchmarks/control.py's table: runs that differ only in seed form one row, whenever made."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import control  # noqa: E402  (benchmarks/control.py)
+
+from worldmodel.online_config import OnlineConfig  # noqa: E402
+
+
+def _run(folder: Path, seed: int, ret: float, drop: tuple[str, ...] = ()) -> None:
+    config = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=seed).to_dict()
+    for key in drop:  # a run made before these settings existed
+        del config[key]
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"online": config}))
+    (folder / "summary.json").write_text(json.dumps({
+        "return_mean": ret, "return_stderr": 5.0, "env_steps": 100_000, "wall_hours": 2.0,
+        "device": "CPU x86_64, 1 thread", "returns": [ret] * 10}))
+
+
+def test_runs_from_before_and_after_a_new_setting_share_a_row(tmp_path):
+    _run(tmp_path / "cartpole-swingup-cpu-s0", 0, 400.0, drop=("planning_precision", "compile_planning"))
+    _run(tmp_path / "cartpole-swingup-cpu-s1", 1, 500.0)
+    _run(tmp_path / "cartpole-swingup-cpu-s2", 2, 600.0)
+    rows = control.table_rows(control.finished_runs(tmp_path))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["seeds"] == [0, 1, 2] and row["headline"]
+    assert row["return_mean"] == 500.0 and row["stderr_over"] == "seeds"
+    assert abs(row["return_stderr"] - (100.0 / 3 ** 0.5)) < 1e-9  # std 100 over 3 seeds
+    assert "--seeds 0 1 2" in row["command"] and "planning_precision" not in row["command"]
