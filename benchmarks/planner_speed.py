@@ -15,13 +15,13 @@ linear layer (GRU: 2·3·h·(in + h)) per candidate and step.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import planners  # noqa: E402
 from planners.rollout import total_cost  # noqa: E402
+from worldmodel.atomic import atomic_write_bytes  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -184,11 +185,9 @@ def plot_curves(curves: dict, path: Path) -> None:
     ax.set_title("pendulum swing-up, one plan from near hanging", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".pend", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 REFERENCE_CEM_MS = 880.0  # PyTorch PlaNet reference, CEM 1000 x 12 x 10 per action, this 2-core CPU
@@ -317,15 +316,10 @@ def main() -> None:
     out["locally_linear_8"] = local
 
     out["pendulum"] = curves = pendulum_curves(args.quick)
-    folder = args.out.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    plot_curves(curves, folder / args.out.name.replace(".json", "_pendulum.png").replace(
-        "planner_speed_pendulum", "planner_pendulum"))
-    fd, tmp = tempfile.mkstemp(prefix=".planner_speed", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(out, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
+    default_out = args.out == RESULTS / "planner_speed.json"
+    plot_curves(curves, RESULTS / "planner_pendulum.png" if default_out
+                else args.out.with_name(args.out.stem + "_pendulum.png"))
+    atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
 
     print(f"machine {out['machine']}, threads {args.threads}, fp32 matmul {gflops:.1f} GFLOP/s")
     print(f"{'case':44s} {'ms':>9s} {'x floor':>8s}")

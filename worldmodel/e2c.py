@@ -87,11 +87,7 @@ class E2CConfig:
     def for_task(cls, task: str, *, quick: bool = False, **overrides: Any) -> "E2CConfig":
         """The protocol's settings for `task`'s domain (`TASK_DEFAULTS`), then `quick`'s tiny
         ones if asked, then `overrides`."""
-        domain = task.split("-")[0]
-        if domain not in TASK_DEFAULTS:
-            raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task {task!r} "
-                             f"has none (domains with one: {', '.join(TASK_DEFAULTS)})")
-        settings = {**TASK_DEFAULTS[domain], **(_QUICK if quick else {}), **overrides}
+        settings = {**TASK_DEFAULTS[protocol_domain(task)], **(_QUICK if quick else {}), **overrides}
         return replace(cls(), task=task, **settings)
 
 
@@ -108,6 +104,15 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "pendulum": {},
     "cartpole": dict(image_size=80, horizon=20, replan_every=5, steps=125),
 }
+
+
+def protocol_domain(task: str) -> str:
+    """`task`'s domain, a key of TASK_DEFAULTS; ValueError for a task without a pole."""
+    domain = task.split("-")[0]
+    if domain not in TASK_DEFAULTS:
+        raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task {task!r} "
+                         f"has none (domains with one: {', '.join(TASK_DEFAULTS)})")
+    return domain
 
 
 def make_planner(config: E2CConfig) -> Any:
@@ -262,27 +267,6 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
     return out
 
 
-def goal_cost_view(model: Any, heldout: Any, goal: torch.Tensor, oracle: dict[str, Any] | None,
-                   config: E2CConfig, picture: Path) -> dict[str, Any]:
-    """The latent goal cost by |angle| over held-out states and, given a recorded oracle
-    episode, along it (`worldmodel.goal_cost`); draws both into `picture`."""
-    from worldmodel import viz
-    from worldmodel.goal_cost import goal_cost_along, goal_cost_by_angle
-    from worldmodel.visualize import heldout_latents
-
-    latents, states = heldout_latents(model, heldout)
-    by_angle = goal_cost_by_angle(latents, states, goal.numpy(), config.task)
-    view: dict[str, Any] = {"goal_cost_by_angle_bin": by_angle}
-    angles = costs = None
-    if oracle is not None:
-        costs = goal_cost_along(model, oracle["frames"], oracle["actions"], goal)
-        angles = oracle["angles"]
-        view["oracle_path"] = {"angle": angles.tolist(), "latent_goal_cost": costs.tolist()}
-    viz.plot_goal_cost(by_angle, angles, costs, picture,
-                       title=f"{config.task}: E2C goal cost ‖z − z_goal‖² against the true pose")
-    return view
-
-
 def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
     (a second start on the same folder reuses its data and model)."""
@@ -290,12 +274,11 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     from worldmodel import ModelConfig
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
+    from worldmodel.goal_cost import goal_cost_view
     from worldmodel.train import TrainConfig, train
     from worldmodel.visualize import render_run_pictures
 
-    if config.task.split("-")[0] not in TASK_DEFAULTS:
-        raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task "
-                         f"{config.task!r} has none (domains with one: {', '.join(TASK_DEFAULTS)})")
+    protocol_domain(config.task)
     planner = make_planner(config)  # an unknown planner or setting fails here, before training
     out = Path(out)
     t0 = time.time()
@@ -331,9 +314,10 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
     oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, record=i == 0)
               for i, s in enumerate(starts[:config.oracle_pairs])]
     env.close()
-    cost_view = goal_cost_view(model, heldout, goal, oracle[0] if oracle else None, config,
-                               out / "pictures" / "goal_cost.png")
-    pictures["files"]["goal_cost"] = str(out / "pictures" / "goal_cost.png")
+    cost_picture = out / "pictures" / "goal_cost.png"
+    cost_view = goal_cost_view(model, heldout, goal, oracle[0] if oracle else None, config.task,
+                               cost_picture)
+    pictures["files"]["goal_cost"] = str(cost_picture)
     goal_times = [100 * e["goal_time"] for e in episodes]
     oracle_times = [100 * e["goal_time"] for e in oracle]
     key = config.task if config.start == "swingup" else f"{config.task.split('-')[0]}-balance"

@@ -7,10 +7,11 @@ step by step, along some feasible path from hanging to upright. Two views of it:
   - `goal_cost_along`: the cost along a real trajectory (the oracle's swing-up on the true
     simulator), each image filtered through the model. Where this rises above the hanging
     cost, the swing-up must climb a barrier that a planner of short horizon will not cross.
-`worldmodel.viz.plot_goal_cost` draws both side by side. Notation: z [N, S] latents, s [N, nq + nv] states.
+`goal_cost_view` computes both for `worldmodel e2c` and draws them (`viz.plot_goal_cost`). Notation: z [N, S] latents, s [N, nq + nv] states.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,3 +59,23 @@ def goal_cost_along(model: Any, frames: Sequence[np.ndarray], actions: np.ndarra
         latents.append(model.to_vector(state)[0])
     z = torch.stack(latents)
     return ((z - goal.to(z)) ** 2).sum(-1).float().numpy()
+
+
+def goal_cost_view(model: Any, heldout: Any, goal: torch.Tensor, oracle: dict[str, Any] | None,
+                   task: str, picture: Path) -> dict[str, Any]:
+    """The goal cost by |angle| over the held-out episodes and, given an oracle episode recorded
+    by `e2c.oracle_goal_episode(record=True)`, along it; draws both into `picture`."""
+    from worldmodel import viz
+    from worldmodel.visualize import heldout_latents
+
+    latents, states = heldout_latents(model, heldout)
+    by_angle = goal_cost_by_angle(latents, states, goal.numpy(), task)
+    view: dict[str, Any] = {"goal_cost_by_angle_bin": by_angle}
+    angles = costs = None
+    if oracle is not None:
+        costs = goal_cost_along(model, oracle["frames"], oracle["actions"], goal)
+        angles = oracle["angles"]
+        view["oracle_path"] = {"angle": angles.tolist(), "latent_goal_cost": costs.tolist()}
+    viz.plot_goal_cost(by_angle, angles, costs, picture,
+                       title=f"{task}: E2C goal cost ‖z − z_goal‖² against the true pose")
+    return view

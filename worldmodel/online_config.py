@@ -9,8 +9,8 @@ from typing import Any
 from worldmodel.config import DictConfig
 
 MODEL_PRESETS = ("small", "planet")
-# Settings a resumed run may change: how long and where it runs, not what it computes.
-# how long or where a run goes, and how fast (not what) its planner computes
+# Settings a resumed run may change: how long and where it runs, and how fast (not what) its
+# planner computes.
 RESUMABLE_CHANGES = ("env_steps", "device", "checkpoint_every", "planning_precision",
                      "compile_planning")
 
