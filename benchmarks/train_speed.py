@@ -7,7 +7,7 @@ matmul rate measured in the same run, for the `small` and `planet` presets.
     achieved/matmul = (FLOPs/update / seconds per update) / square-matmul FLOP/s at that precision
 
 Reference: the PyTorch PlaNet implementation trains at planet size (B = L = 50, 64×64, rssm) at
-about 235 frames/s on the project's GPU machine; the target there is >= 3× that and >= 0.5 of the
+about 235 frames/s on the project's 2-core CPU; the target there is >= 3× that and >= 0.5 of the
 bf16 matmul rate. Variants: float32, bfloat16 (autocast), channels_last (conv weight layout); with
 --loss-steps N each variant also trains N updates from the same seed and reports its loss.
 
@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-REFERENCE_PLANET_FPS = 235.0  # PyTorch PlaNet, full update at 50×50, on the project's GPU machine
+REFERENCE_PLANET_FPS = 235.0  # PyTorch PlaNet, full update at 50×50, on the project's 2-core CPU (issue 4)
 VARIANTS = {"float32": {}, "bfloat16": {"precision": "bfloat16"},
             "channels_last": {"channels_last": True},
             "bfloat16+channels_last": {"precision": "bfloat16", "channels_last": True},

@@ -129,3 +129,20 @@ def test_snapshots_keep_the_weights_of_every_checkpoint(tmp_path):
     (run / "snapshots" / "step_00000002.pt").write_bytes(b"not a snapshot")
     with pytest.raises(CheckpointError, match="step_00000002.pt"):
         load_snapshots(run)
+
+
+def test_generator_state_from_another_device_type_reseeds_reproducibly():
+    """A CPU generator's state continues exactly; a CUDA generator's 16-byte state (a run moved
+    from a GPU to the CPU) cannot be set on a CPU generator, so it seeds one, the same way twice."""
+    from worldmodel.checkpoint import restore_generator
+
+    source = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=source)
+    g = torch.Generator()
+    assert restore_generator(g, source.get_state())
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=source))
+    cuda_like = torch.arange(16, dtype=torch.uint8)  # CUDA generators save seed + offset
+    a, b = torch.Generator(), torch.Generator()
+    assert not restore_generator(a, cuda_like) and not restore_generator(b, cuda_like)
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    assert not torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=torch.Generator().manual_seed(0)))

@@ -14,6 +14,7 @@ process's GPU (or None) and the chunk sampler's state.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import platform
@@ -61,9 +62,25 @@ def rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore `rng_state`. Generator states are CPU byte tensors whatever the device; a
+    checkpoint loaded with map_location=cuda carries them on the GPU, so they come back first."""
+    torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
+    """Set `generator` to a saved state; True when it continues exactly. A state saved by a
+    generator of another device type (a run moved between the CPU and a GPU) has another layout:
+    the generator is then seeded from the saved bytes, so the resumed run is reproducible but
+    does not repeat the uninterrupted one, and the caller says so."""
+    state = state.cpu()
+    if state.numel() == generator.get_state().numel():
+        generator.set_state(state)
+        return True
+    digest = hashlib.sha256(state.numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little"))
+    return False
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

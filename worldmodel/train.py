@@ -16,6 +16,7 @@ is used inside `torch.random.fork_rng`, so the caller's RNG state is untouched.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,12 @@ class Trainer:
         self.step = int(checkpoint["step"])
         mine = checkpoint["ranks"][self.info.rank]
         ckpt.set_rng_state(mine, self.device)
-        self.noise.set_state(mine["noise"])
-        self.sampler.load_state_dict(mine["sampler"])
+        exact = ckpt.restore_generator(self.noise, mine["noise"])
+        exact = self.sampler.load_state_dict(mine["sampler"]) and exact
+        if not exact:
+            warnings.warn(f"the checkpoint's random streams were saved on another kind of device "
+                          f"than {self.device}; training continues reproducibly from there, but "
+                          "not bit for bit as an uninterrupted run would", stacklevel=2)
 
 
 def _scalar(name: str, x: torch.Tensor) -> torch.Tensor:

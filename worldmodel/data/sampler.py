@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from worldmodel.checkpoint import restore_generator
 from worldmodel.data.batch import Batch
 from worldmodel.data.episode import DataError, Episode
 
@@ -170,13 +171,14 @@ class ChunkSampler:
         """The RNG states (uint8 tensors; loads with torch.load(weights_only=True))."""
         return {"generator": self.generator.get_state(), "noise_generator": self.noise_generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict()` so the following batches repeat bit for bit."""
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Restore `state_dict()` so the following batches repeat bit for bit; False when the
+        noise generator's state came from another device type and was reseeded from it."""
         missing = {"generator", "noise_generator"} - set(state)
         if missing:
             raise ValueError(f"sampler state lacks keys {sorted(missing)}; got keys {sorted(state)}")
-        self.generator.set_state(state["generator"].cpu())
-        self.noise_generator.set_state(state["noise_generator"].cpu())
+        self.generator.set_state(state["generator"].cpu())  # always a CPU generator
+        return restore_generator(self.noise_generator, state["noise_generator"])
 
     def __repr__(self) -> str:
         return (f"ChunkSampler(episodes={len(self._lengths)}, batch_size={self.batch_size}, "
