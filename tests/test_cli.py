@@ -48,3 +48,14 @@ def test_demo_flags_reach_its_config(argv, expected, monkeypatch):
     monkeypatch.setattr(demo, "print_table", lambda summary: None)
     main(["demo", "--out", "unused", *argv])
     assert {k: getattr(seen["config"], k) for k in expected} == expected
+
+
+def test_python_dash_m_is_the_same_command(tmp_path):
+    """`python -m worldmodel` (a checkout on PYTHONPATH, no console script) reports bad input
+    the same way as the installed `worldmodel`."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "worldmodel", "evaluate", "--run", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("worldmodel: error: ") and "holds no training run" in done.stderr
