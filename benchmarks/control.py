@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
@@ -50,8 +51,11 @@ HEADLINE_SEEDS = 3  # DESIGN.md section 6: headline numbers over >= 3 training s
 _PER_RUN = ("seed", "device", "env_steps")  # settings that may differ between runs of one row
 
 
-def run_folder(runs: Path, task: str, preset: str, seed: int) -> Path:
-    return runs / f"{task}-{preset}-s{seed}"
+def run_folder(runs: Path, task: str, preset: str, seed: int, sets: Sequence[str] = ()) -> Path:
+    """`runs/<task>-<preset>[-<each --set, sorted>]-s<seed>`: runs with other settings get other
+    folders, so a lever experiment never resumes (or collides with) a preset's run."""
+    tag = "".join("-" + re.sub(r"[^A-Za-z0-9_.=+]+", "_", s) for s in sorted(sets))
+    return runs / f"{task}-{preset}{tag}-s{seed}"
 
 
 def run_seeds(args: argparse.Namespace) -> None:
@@ -60,7 +64,7 @@ def run_seeds(args: argparse.Namespace) -> None:
     from worldmodel.run_cli import config_overrides
 
     for seed in args.seeds:
-        out = run_folder(args.runs, args.task, args.preset, seed)
+        out = run_folder(args.runs, args.task, args.preset, seed, args.set)
         settings = {**config_overrides(args.set), "task": args.task, "env_steps": args.env_steps,
                     "seed": seed, "device": args.device}
         config = getattr(OnlineConfig, args.preset)(**settings)

@@ -33,3 +33,15 @@ def test_runs_from_before_and_after_a_new_setting_share_a_row(tmp_path):
     assert row["return_mean"] == 500.0 and row["stderr_over"] == "seeds"
     assert abs(row["return_stderr"] - (100.0 / 3 ** 0.5)) < 1e-9  # std 100 over 3 seeds
     assert "--seeds 0 1 2" in row["command"] and "planning_precision" not in row["command"]
+
+
+def test_lever_runs_get_their_own_folders(tmp_path):
+    """`--set` settings name the run folder: a lever run never resumes the preset's run."""
+    plain = control.run_folder(tmp_path, "cartpole-swingup", "cpu", 0)
+    assert plain == tmp_path / "cartpole-swingup-cpu-s0"  # the name runs before --set had
+    lever = control.run_folder(tmp_path, "cartpole-swingup", "cpu", 0, ["train_steps_per_episode=200"])
+    assert lever == tmp_path / "cartpole-swingup-cpu-train_steps_per_episode=200-s0"
+    both = control.run_folder(tmp_path, "cartpole-swingup", "cpu", 1, ["model.kl_scale=0.5", "horizon=15"])
+    assert both.name == "cartpole-swingup-cpu-horizon=15-model.kl_scale=0.5-s1"
+    odd = control.run_folder(tmp_path, "t", "cpu", 0, ['planner.noise="pink / 2"'])
+    assert odd.parent == tmp_path and "/" not in odd.name and " " not in odd.name
