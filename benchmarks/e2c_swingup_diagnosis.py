@@ -32,26 +32,13 @@ HORIZONS = (25, 50, 100, 150)
 
 
 @torch.no_grad()
-def filtered_path(model, frames, actions) -> torch.Tensor:
-    """Posterior-mean latents [T + 1, S] of the model's filter along real frames and actions."""
-    from worldmodel.control import image_to_tensor
-
-    state = model.filter_step(None, None, image_to_tensor(frames[0]))
-    latents = [model.to_vector(state)[0]]
-    for a, frame in zip(actions, frames[1:]):
-        state = model.filter_step(state, torch.as_tensor(a, dtype=torch.float32).reshape(1, -1),
-                                  image_to_tensor(frame))
-        latents.append(model.to_vector(state)[0])
-    return torch.stack(latents)
-
-
-@torch.no_grad()
 def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights) -> dict:
     """The numbers the module docstring lists, for each horizon that fits the recorded path."""
     from planners.rollout import total_cost
+    from worldmodel.goal_cost import filtered_latents
     from worldmodel.model import GoalObjective
 
-    z = filtered_path(model, frames, actions)[skip:]  # [T + 1 - skip, S]
+    z = filtered_latents(model, frames, actions)[skip:]  # [T + 1 - skip, S]
     a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(len(actions), -1)[skip:]  # [T - skip, A]
     spread = float(z.std(0).pow(2).sum().sqrt())
     path_cost = ((z - goal) ** 2).sum(-1)  # [T + 1 - skip]

@@ -17,7 +17,7 @@ import torch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_planners_ilqr import lq_matrices, riccati  # noqa: E402
+from test_planners_ilqr import lq_matrices, lq_problem, riccati  # noqa: E402
 from train_fixtures import make_dataset, tiny_model_config, tiny_train_config  # noqa: E402
 
 import planners  # noqa: E402
@@ -70,12 +70,7 @@ def test_ilqr_on_the_gpu_equals_riccati_in_float64():
     A, B, Q, R, Qf = lq_matrices(1, unstable=True)
     x0 = np.array([1.0, -2.0, 0.5, 1.5])
     u_star, j_star = riccati(A, B, Q, R, Qf, x0, 10)
-    At, Bt, Qt, Rt, Qft = (torch.tensor(M, device="cuda") for M in (A, B, Q, R, Qf))
-    problem = planners.Problem(  # bounds stay CPU floats: the planner moves them to the state
-        step=lambda s, a: s @ At.T + a @ Bt.T,
-        running_cost=lambda s, a: ((s @ Qt) * s).sum(-1) + ((a @ Rt) * a).sum(-1),
-        terminal_cost=lambda s: ((s @ Qft) * s).sum(-1), horizon=10,
-        action_low=-np.inf, action_high=np.inf, action_dim=2)
+    problem = lq_problem(A, B, Q, R, Qf, 10, device="cuda")
     res = planners.make("ilqr", iterations=1).plan(problem, torch.tensor(x0, device="cuda"))
     assert res.actions.device.type == "cuda" and res.actions.dtype == torch.float64
     np.testing.assert_allclose(res.actions.cpu().numpy(), u_star, rtol=1e-8, atol=1e-10)

@@ -39,9 +39,11 @@ def riccati(A, B, Q, R, Qf, x0, H):
     return np.array(us), float(x0 @ P @ x0)
 
 
-def lq_problem(A, B, Q, R, Qf, H, dtype=torch.float64, low=-np.inf, high=np.inf, closed=False):
-    """The LQ system as a planners.Problem (optionally with closed-form Jacobians)."""
-    At, Bt, Qt, Rt, Qft = (torch.tensor(M, dtype=dtype) for M in (A, B, Q, R, Qf))
+def lq_problem(A, B, Q, R, Qf, H, dtype=torch.float64, low=-np.inf, high=np.inf, closed=False,
+               device="cpu"):
+    """The LQ system as a planners.Problem (optionally with closed-form Jacobians); its matrices
+    live on `device`, its bounds on the CPU (the planner moves them to the state)."""
+    At, Bt, Qt, Rt, Qft = (torch.tensor(M, dtype=dtype, device=device) for M in (A, B, Q, R, Qf))
     m = B.shape[1]
     jac = None
     if closed:

@@ -45,10 +45,9 @@ def goal_cost_by_angle(latents: np.ndarray, states: np.ndarray, goal: np.ndarray
 
 
 @torch.no_grad()
-def goal_cost_along(model: Any, frames: Sequence[np.ndarray], actions: np.ndarray,
-                    goal: torch.Tensor) -> np.ndarray:
-    """‖z_t − z_goal‖² [T + 1] of the model's filtered latent along a real trajectory:
-    frames o_0..o_T (uint8 [H, W, 3]) and the actions a_0..a_{T-1} [T, A] between them."""
+def filtered_latents(model: Any, frames: Sequence[np.ndarray], actions: np.ndarray) -> torch.Tensor:
+    """The model's filtered latents [T + 1, S] along a real trajectory: frames o_0..o_T
+    (uint8 [H, W, 3]) and the actions a_0..a_{T-1} [T, A] between them."""
     from worldmodel.control import image_to_tensor
 
     actions = np.asarray(actions, np.float32).reshape(len(frames) - 1, -1)
@@ -57,7 +56,13 @@ def goal_cost_along(model: Any, frames: Sequence[np.ndarray], actions: np.ndarra
     for a, frame in zip(actions, frames[1:]):
         state = model.filter_step(state, torch.as_tensor(a).unsqueeze(0), image_to_tensor(frame))
         latents.append(model.to_vector(state)[0])
-    z = torch.stack(latents)
+    return torch.stack(latents)
+
+
+def goal_cost_along(model: Any, frames: Sequence[np.ndarray], actions: np.ndarray,
+                    goal: torch.Tensor) -> np.ndarray:
+    """‖z_t − z_goal‖² [T + 1] of the model's filtered latent along a real trajectory."""
+    z = filtered_latents(model, frames, actions)
     return ((z - goal.to(z)) ** 2).sum(-1).float().numpy()
 
 
