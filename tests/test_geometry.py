@@ -85,7 +85,7 @@ def test_bad_input_raises_clear_errors() -> None:
         latent_r2(np.zeros((10, 2)), np.zeros((10, 2)), method="ridge")
     with pytest.raises(ValueError, match=r"\[N, 4\].*got shape \(5, 3\)"):
         state_targets("cartpole-swingup", np.zeros((5, 3)))
-    with pytest.raises(ValueError, match="no state targets for task 'walker-walk'"):
+    with pytest.raises(ValueError, match="unknown task 'walker-walk'; known tasks: "):
         state_targets("walker-walk", np.zeros((5, 3)))
     with pytest.raises(ValueError, match="NaN"):
         latent_r2(np.full((10, 2), np.nan), np.zeros((10, 2)))

@@ -19,13 +19,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+import envs
+
 # E2C / PCC goal regions (Levine et al. 2020, PCC, Appendix; Shu et al. 2020, PC3).
 GOAL_TOLERANCE = {"pendulum": math.pi / 6, "cartpole": math.pi / 10}
 
 
 def goal_tolerance(task: str) -> float | None:
     """The goal-region half-width in radians for a task, or None where no angle defines one."""
-    return GOAL_TOLERANCE.get(task.split("-")[0])
+    return GOAL_TOLERANCE.get(envs.spec(task).domain)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import envs
 from worldmodel.atomic import atomic_write_json
 
 PUBLISHED = {  # PC3 paper (Shu et al. 2020), Table 1: % time in goal region, (all models, best model)
@@ -108,7 +109,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def protocol_domain(task: str) -> str:
     """`task`'s domain, a key of TASK_DEFAULTS; ValueError for a task without a pole."""
-    domain = task.split("-")[0]
+    domain = envs.spec(task).domain
     if domain not in TASK_DEFAULTS:
         raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task {task!r} "
                          f"has none (domains with one: {', '.join(TASK_DEFAULTS)})")
@@ -270,7 +271,6 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
 def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
     (a second start on the same folder reuses its data and model)."""
-    import envs
     from worldmodel import ModelConfig
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up

@@ -25,6 +25,8 @@ from typing import Optional
 
 import numpy as np
 
+import envs
+
 # qpos indices of hinge angles per domain (cartpole.xml: slider, hinge_1; pendulum.xml: hinge).
 _ANGLES = {"pendulum": [0], "cartpole": [1], "point_mass": []}
 _DIMS = {"pendulum": (1, 1), "cartpole": (2, 2), "point_mass": (2, 2)}
@@ -36,7 +38,7 @@ _NAMES = {
 
 
 def _domain(task: str) -> str:
-    domain = task.split("-")[0]
+    domain = envs.spec(task).domain
     if domain not in _ANGLES:
         raise ValueError(f"no state targets for task {task!r}; known domains: {sorted(_ANGLES)} "
                          f"(tasks are named 'domain-task', e.g. 'cartpole-swingup')")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import envs
 from worldmodel.atomic import atomic_write_json
 
 CONTEXT_FRAMES = 5  # frames the encoder filters before the open-loop prediction starts
@@ -66,7 +67,7 @@ def open_loop_frames(model: Any, episode: Any, *, context: int = CONTEXT_FRAMES,
 
 def angle_colours(task: str, states: np.ndarray) -> dict[str, np.ndarray]:
     """Named colourings of the held-out points: the pole angle and its velocity where there is a pole."""
-    family = task.split("-")[0]
+    family = envs.spec(task).domain
     if family == "pendulum":
         return {"angle": _wrap(states[:, 0]), "angular velocity": states[:, 1]}
     if family == "cartpole":
