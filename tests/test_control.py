@@ -70,6 +70,17 @@ def test_unknown_planner_name_lists_the_known_ones():
                        action_repeat=REPEAT, progress=False)
 
 
+def test_evaluation_records_the_planner_settings_it_used():
+    """The JSON must say which planner budget produced a return (it once recorded {})."""
+    model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1))
+    config = EvalConfig(planner="cem", planner_overrides={"candidates": 7, "elites": 3, "iterations": 2},
+                        episodes=1, oracle_episodes=0, max_steps=2, horizon=3)
+    out = evaluate_model(model, TASK, config, image_size=SIZE, action_repeat=REPEAT, progress=False)
+    settings = out["planner_settings"]
+    assert (settings["candidates"], settings["elites"], settings["iterations"]) == (7, 3, 2)
+    assert out["horizon"] == 3 and out["oracle_ratio"] is None
+
+
 def test_goal_image_of_the_wrong_size_is_rejected():
     model = WorldModel(ModelConfig.small(transition="locally_linear", obs_shape=(3, SIZE, SIZE),
                                          action_dim=1))

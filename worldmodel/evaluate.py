@@ -10,7 +10,7 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +113,8 @@ def _write_episode_video(episode: Any, path: str | Path, seconds_per_step: float
 
 
 def _settings(planner: Any) -> dict[str, Any]:
-    settings = getattr(planner, "config", None) or getattr(planner, "settings", None)
-    try:
-        return asdict(settings)
-    except TypeError:
-        return {}
+    """Every setting of the planner used (planners are frozen dataclasses), for the record."""
+    return asdict(planner) if is_dataclass(planner) else {}
 
 
 def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True,

@@ -48,7 +48,6 @@ from worldmodel import checkpoint as ckpt
 from worldmodel.atomic import atomic_write_json
 from worldmodel.online_config import RESUMABLE_CHANGES, OnlineConfig, planner_settings
 
-__all__ = ["OnlineConfig", "planner_settings", "run_online"]
 
 DATA_DIR = "data"
 SUMMARY_FILE = "summary.json"
