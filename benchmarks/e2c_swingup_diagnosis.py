@@ -1,6 +1,7 @@
 """Why does latent iLQR not swing the pendulum up? Cost or model, measured on a trained E2C run.
 
-Run: python benchmarks/e2c_swingup_diagnosis.py --run RUN [--skip 5] [--out FILE.json]
+Run: python benchmarks/e2c_swingup_diagnosis.py --run RUN [--skip 5] [--planners P ...]
+         [--set KEY=VALUE ...] [--out FILE.json]
 where RUN is a `worldmodel e2c --task pendulum-swingup --out RUN` folder.
 
 The true-simulator oracle swings the pendulum up from the protocol's first start; its frames and
@@ -12,6 +13,14 @@ actions are then read two ways, from step `--skip` on (so that the filter has se
 - **the model**: open-loop predictions of the learned dynamics under the oracle's own actions
   (relative error ‖ẑ_t − z_t‖ / the path's latent spread, at several steps), and the summed cost
   the planner would compute for the oracle's actions against doing nothing.
+- **the search** (`--planners`): each named planner plans once from the same start latent with the
+  same horizon; a planner whose best cost is above the oracle's actions' cost *in the model* has
+  missed a better plan that exists, so the search, not the model or the cost, is the limit.
+  Each plan is then played open-loop on the simulator from the same state: its predicted summed
+  cost against the realised one (real frames filtered through the model) and the smallest |angle|
+  it reaches. A plan that is cheap in the model and dear in reality exploits the model's errors.
+- **the closed loop**: one MPC episode of the run's own planner on the model from the same start,
+  with |angle| every 10 steps (does it pump at all, and how high does it get?).
 Writes JSON (default benchmarks/results/e2c_swingup_diagnosis.json) and prints a table.
 """
 from __future__ import annotations
@@ -29,10 +38,60 @@ from worldmodel.atomic import atomic_write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HORIZONS = (25, 50, 100, 150)
+# Planners the search gap is measured for: name -> (planners.make name, settings).
+SEARCH_PLANNERS = {
+    "ilqr": ("ilqr", {"iterations": 20}),
+    "ilqr-4-starts": ("ilqr", {"iterations": 20,
+                                "initial_trajectories": ("zeros", "random", "random", "random")}),
+    "icem": ("cem", {"noise_beta": 2.0, "keep_elites": 0.3, "return_best": True}),
+    "cem": ("cem", {}),
+    "mppi": ("mppi", {}),
+}
+
+
+def search_gap(problem, start: torch.Tensor, oracle_cost: float, names: list[str],
+               seed: int) -> dict:
+    """Each planner's best cost from `start` and its ratio to the oracle actions' model cost."""
+    import planners
+
+    out = {}
+    for name in names:
+        kind, settings = SEARCH_PLANNERS[name]
+        result = planners.make(kind, **settings).plan(
+            problem, start, generator=torch.Generator().manual_seed(seed))
+        out[name] = {"cost": float(result.cost), "over_oracle_actions": float(result.cost) / oracle_cost,
+                     "seconds": float(result.info.get("time_s", float("nan"))),
+                     "actions": result.actions.detach()}
+    return out
 
 
 @torch.no_grad()
-def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights) -> dict:
+def play_open_loop(model, env, start_state, prefix: np.ndarray, plan: torch.Tensor,
+                   goal: torch.Tensor) -> dict:
+    """Play the oracle's first actions `prefix`, then `plan` [H, A] open-loop on the simulator.
+
+    Returns the realised summed latent cost over the plan's steps (its real frames filtered
+    through the model, as MPC would see them) and the true angles it reaches."""
+    from worldmodel.goal_cost import filtered_latents
+
+    obs, info = env.reset(sim_state=start_state)
+    frames, actions, angles = [obs], [], []
+    for a in list(prefix) + list(plan.float().numpy()):
+        obs, _, _, truncated, info = env.step(np.asarray(a, np.float32))
+        frames.append(obs)
+        actions.append(np.asarray(a, np.float32))
+        angles.append(float(info["angle"]))
+        if truncated:
+            break
+    z = filtered_latents(model, frames, np.asarray(actions))[len(prefix):]  # from the plan's start
+    planned = np.abs(np.asarray(angles[len(prefix):]))
+    return {"realised_cost": float(((z[1:] - goal) ** 2).sum()),
+            "min_abs_angle": float(planned.min()), "final_abs_angle": float(planned[-1])}
+
+
+@torch.no_grad()
+def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights,
+             search: list[str] = (), seed: int = 0, true_angles: np.ndarray = None) -> dict:
     """The numbers the module docstring lists, for each horizon that fits the recorded path."""
     from planners.rollout import total_cost
     from worldmodel.goal_cost import filtered_latents
@@ -63,6 +122,10 @@ def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights) -> 
             "model_terminal_cost_oracle_actions": float(((s[0] - goal) ** 2).sum()),
             "true_terminal_cost": float(path_cost[horizon]),
         })
+        if search:
+            with torch.enable_grad():
+                rows[-1]["search"] = search_gap(problem, z[0], oracle_actions, list(search), seed)
+            rows[-1]["oracle_actions_abs_angle"] = float(np.abs(true_angles[skip + 1:skip + horizon + 1]).min())
     return {"skip": skip, "latent_spread": spread, "start_cost": float(path_cost[0]), "rows": rows}
 
 
@@ -70,16 +133,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a `worldmodel e2c` output folder")
     parser.add_argument("--skip", type=int, default=5, help="filter steps before the comparison")
+    parser.add_argument("--planners", nargs="*", default=[], choices=sorted(SEARCH_PLANNERS),
+                        help="measure the search gap of these planners at each horizon")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting stored in the run (E2CConfig), e.g. --set horizon=100")
     parser.add_argument("--out", type=Path, default=RESULTS / "e2c_swingup_diagnosis.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     import envs
     from worldmodel.checkpoint import load_model
-    from worldmodel.e2c import E2CConfig, goal_latent, make_planner, oracle_goal_episode, start_states
+    from worldmodel.config import check_known_keys
+    from worldmodel.evaluate import parse_overrides
+    from worldmodel.e2c import (E2CConfig, goal_episode, goal_latent, make_planner, oracle_goal_episode,
+                                start_states)
 
     stored = json.loads((args.run / "e2c_swingup.json").read_text())["settings"]
-    config = E2CConfig(**{k: v for k, v in stored.items() if k in E2CConfig.__dataclass_fields__})
+    overrides = parse_overrides(args.set)
+    check_known_keys(E2CConfig, overrides)
+    config = E2CConfig(**{**{k: v for k, v in stored.items() if k in E2CConfig.__dataclass_fields__},
+                          **overrides})
     model, _, _ = load_model(args.run / "run")
     model.eval()
     for p in model.parameters():
@@ -88,12 +161,21 @@ def main() -> None:
     goal = goal_latent(model, env)
     start = start_states(env, config)[0]
     oracle = oracle_goal_episode(env, make_planner(config), start, config, seed=config.seed, record=True)
-    env.close()
     result = {"run": str(args.run), "command": "python " + " ".join(sys.argv),
               "oracle_goal_time": oracle["goal_time"], "oracle_planner": config.planner,
               "oracle_horizon": config.horizon,
               **diagnose(model, oracle["frames"], oracle["actions"], goal, args.skip,
-                         (config.goal_weight, config.action_weight))}
+                         (config.goal_weight, config.action_weight), args.planners, config.seed,
+                         oracle["angles"])}
+    mpc = goal_episode(model, env, make_planner(config), goal, start, config, seed=config.seed,
+                       record=True)
+    result["mpc"] = {"goal_time": mpc["goal_time"], "min_abs_angle": mpc["min_abs_angle"],
+                     "abs_angle_every_10": np.abs(mpc["angles"][1::10]).round(3).tolist()}
+    prefix = np.asarray(oracle["actions"])[:args.skip]
+    for row in result["rows"]:  # play each plan on the simulator, then keep only numbers
+        for entry in row.get("search", {}).values():
+            entry.update(play_open_loop(model, env, start, prefix, entry.pop("actions"), goal))
+    env.close()
     atomic_write_json(args.out, result)
     print(f"oracle swing-up ({config.planner} on the simulator, horizon {config.horizon}): "
           f"{100 * oracle['goal_time']:.1f} % of steps in the goal region")
@@ -104,6 +186,20 @@ def main() -> None:
         print(f"{r['horizon']:4d} {r['true_path_over_staying']:15.2f} {r['model_cost_oracle_actions']:16.0f} "
               f"{r['model_cost_no_action']:10.0f} {err:17.2f} "
               f"{r['model_terminal_cost_oracle_actions']:9.1f}/{r['true_terminal_cost']:.1f}")
+    print(f"MPC on the model ({config.planner}, horizon {config.horizon}, replan every "
+          f"{config.replan_every}): {100 * mpc['goal_time']:.1f} % in the goal region, smallest "
+          f"|angle| {mpc['min_abs_angle']:.2f}; |angle| every 10 steps: "
+          + " ".join(f"{x:.2f}" for x in result["mpc"]["abs_angle_every_10"]))
+    if args.planners:
+        print("search gap: each planner's best cost in the model / the oracle's actions' cost "
+              "(> 1: the search missed a better plan)")
+        print("and, played open-loop on the simulator: realised cost / planned cost, smallest |angle|")
+        print(f"{'H':>4s} {'oracle min|θ|':>13s} " + " ".join(f"{n:>24s}" for n in args.planners))
+        for r in result["rows"]:
+            cells = [f"{e['over_oracle_actions']:6.2f} {e['realised_cost'] / e['cost']:7.2f} "
+                     f"{e['min_abs_angle']:9.2f}" for e in (r['search'][n] for n in args.planners)]
+            print(f"{r['horizon']:4d} {r['oracle_actions_abs_angle']:13.2f} " + " ".join(
+                f"{c:>24s}" for c in cells))
 
 
 if __name__ == "__main__":

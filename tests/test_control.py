@@ -120,6 +120,9 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert all(np.isfinite(v) for v in result["latent_r2"].values())
     assert len(on_disk["oracle_goal_time_percent"]) == config.oracle_pairs
     assert all(0 <= e["plans_with_infinite_cost"] <= e["plans"] and e["plans"] >= 1 for e in result["episodes"])
+    # how high each episode got: |angle| in [0, π], and below it only if the goal region was reached
+    assert all(0.0 <= e["min_abs_angle"] <= np.pi + 1e-6 for e in result["episodes"])
+    assert all((e["min_abs_angle"] < np.pi / 6) == (e["goal_time"] > 0) for e in result["episodes"])
     # the short training episodes (E2C-style data) and the held-out set for the geometry
     assert {e.length for e in EpisodeDataset(tmp_path / "data").episodes} == {config.episode_steps}
     assert len(EpisodeDataset(tmp_path / "heldout")) == config.heldout_episodes

@@ -177,8 +177,9 @@ def start_states(env: Any, config: E2CConfig) -> list[np.ndarray]:
 
 
 def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_state: np.ndarray,
-                 config: E2CConfig, seed: int) -> dict[str, Any]:
-    """One iLQR-MPC episode towards `goal` from `sim_state`: % time in goal and the angles."""
+                 config: E2CConfig, seed: int, *, record: bool = False) -> dict[str, Any]:
+    """One iLQR-MPC episode towards `goal` from `sim_state`: % time in goal, the smallest |angle|
+    reached (how high a failed swing-up got), and with `record` every step's angle."""
     import planners
     from worldmodel.control import goal_tolerance, image_to_tensor
     from worldmodel.model import GoalObjective
@@ -210,10 +211,13 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         if truncated:
             break
     a = np.abs(np.asarray(angles[1:]))
-    return {"goal_time": float(np.mean(a < tol)), "final_angle": float(angles[-1]),
-            "ms_per_action": 1000 * plan_s / len(a),
-            # plans whose every imagined rollout diverged (the learned dynamics blew up)
-            "plans": plans, "plans_with_infinite_cost": infinite}
+    out = {"goal_time": float(np.mean(a < tol)), "final_angle": float(angles[-1]),
+           "min_abs_angle": float(a.min()), "ms_per_action": 1000 * plan_s / len(a),
+           # plans whose every imagined rollout diverged (the learned dynamics blew up)
+           "plans": plans, "plans_with_infinite_cost": infinite}
+    if record:
+        out["angles"] = np.asarray(angles)
+    return out
 
 
 def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
