@@ -67,11 +67,12 @@ def search_gap(problem, start: torch.Tensor, oracle_cost: float, names: list[str
 
 @torch.no_grad()
 def play_open_loop(model, env, start_state, prefix: np.ndarray, plan: torch.Tensor,
-                   goal: torch.Tensor) -> dict:
+                   goal: torch.Tensor, weights: tuple[float, float]) -> dict:
     """Play the oracle's first actions `prefix`, then `plan` [H, A] open-loop on the simulator.
 
-    Returns the realised summed latent cost over the plan's steps (its real frames filtered
-    through the model, as MPC would see them) and the true angles it reaches."""
+    Returns the plan's realised cost, summed as the planner sums it (weights (q, r):
+    q·Σ_{t=0..H} ‖z_t − z_goal‖² + r·Σ|a|², with z_t the real frames filtered through the model,
+    as MPC would see them), and the true angles it reaches."""
     from worldmodel.goal_cost import filtered_latents
 
     obs, info = env.reset(sim_state=start_state)
@@ -85,7 +86,8 @@ def play_open_loop(model, env, start_state, prefix: np.ndarray, plan: torch.Tens
             break
     z = filtered_latents(model, frames, np.asarray(actions))[len(prefix):]  # from the plan's start
     planned = np.abs(np.asarray(angles[len(prefix):]))
-    return {"realised_cost": float(((z[1:] - goal) ** 2).sum()),
+    realised = weights[0] * ((z - goal) ** 2).sum() + weights[1] * (plan.float() ** 2).sum()
+    return {"realised_cost": float(realised),
             "min_abs_angle": float(planned.min()), "final_abs_angle": float(planned[-1])}
 
 
@@ -174,7 +176,8 @@ def main() -> None:
     prefix = np.asarray(oracle["actions"])[:args.skip]
     for row in result["rows"]:  # play each plan on the simulator, then keep only numbers
         for entry in row.get("search", {}).values():
-            entry.update(play_open_loop(model, env, start, prefix, entry.pop("actions"), goal))
+            entry.update(play_open_loop(model, env, start, prefix, entry.pop("actions"), goal,
+                                        (config.goal_weight, config.action_weight)))
     env.close()
     atomic_write_json(args.out, result)
     print(f"oracle swing-up ({config.planner} on the simulator, horizon {config.horizon}): "
