@@ -29,6 +29,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ def play_open_loop(model, env, start_state, prefix: np.ndarray, plan: torch.Tens
     Returns the plan's realised cost, summed as the planner sums it (weights (q, r):
     q·Σ_{t=0..H} ‖z_t − z_goal‖² + r·Σ|a|², with z_t the real frames filtered through the model,
     as MPC would see them), and the true angles it reaches."""
-    from worldmodel.goal_cost import filtered_latents
+    from worldmodel.goal_cost import goal_cost_along
 
     obs, info = env.reset(sim_state=start_state)
     frames, actions, angles = [obs], [], []
@@ -84,16 +85,18 @@ def play_open_loop(model, env, start_state, prefix: np.ndarray, plan: torch.Tens
         angles.append(float(info["angle"]))
         if truncated:
             break
-    z = filtered_latents(model, frames, np.asarray(actions))[len(prefix):]  # from the plan's start
+    # ‖z_t − z_goal‖² from the plan's start on
+    latent_cost = goal_cost_along(model, frames, np.asarray(actions), goal)[len(prefix):]
     planned = np.abs(np.asarray(angles[len(prefix):]))
-    realised = weights[0] * ((z - goal) ** 2).sum() + weights[1] * (plan.float() ** 2).sum()
+    realised = weights[0] * latent_cost.sum() + weights[1] * float((plan.float() ** 2).sum())
     return {"realised_cost": float(realised),
             "min_abs_angle": float(planned.min()), "final_abs_angle": float(planned[-1])}
 
 
 @torch.no_grad()
-def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights,
-             search: list[str] = (), seed: int = 0, true_angles: np.ndarray = None) -> dict:
+def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights: tuple[float, float],
+             search: Sequence[str] = (), seed: int = 0,
+             true_angles: Optional[np.ndarray] = None) -> dict:
     """The numbers the module docstring lists, for each horizon that fits the recorded path."""
     from planners.rollout import total_cost
     from worldmodel.goal_cost import filtered_latents
@@ -155,6 +158,7 @@ def main() -> None:
     check_known_keys(E2CConfig, overrides)
     config = E2CConfig(**{**{k: v for k, v in stored.items() if k in E2CConfig.__dataclass_fields__},
                           **overrides})
+    weights = (config.goal_weight, config.action_weight)
     model, _, _ = load_model(args.run / "run")
     model.eval()
     for p in model.parameters():
@@ -166,9 +170,8 @@ def main() -> None:
     result = {"run": str(args.run), "command": "python " + " ".join(sys.argv),
               "oracle_goal_time": oracle["goal_time"], "oracle_planner": config.planner,
               "oracle_horizon": config.horizon,
-              **diagnose(model, oracle["frames"], oracle["actions"], goal, args.skip,
-                         (config.goal_weight, config.action_weight), args.planners, config.seed,
-                         oracle["angles"])}
+              **diagnose(model, oracle["frames"], oracle["actions"], goal, args.skip, weights,
+                         args.planners, config.seed, oracle["angles"])}
     mpc = goal_episode(model, env, make_planner(config), goal, start, config, seed=config.seed,
                        record=True)
     result["mpc"] = {"goal_time": mpc["goal_time"], "min_abs_angle": mpc["min_abs_angle"],
@@ -176,8 +179,7 @@ def main() -> None:
     prefix = np.asarray(oracle["actions"])[:args.skip]
     for row in result["rows"]:  # play each plan on the simulator, then keep only numbers
         for entry in row.get("search", {}).values():
-            entry.update(play_open_loop(model, env, start, prefix, entry.pop("actions"), goal,
-                                        (config.goal_weight, config.action_weight)))
+            entry.update(play_open_loop(model, env, start, prefix, entry.pop("actions"), goal, weights))
     env.close()
     atomic_write_json(args.out, result)
     print(f"oracle swing-up ({config.planner} on the simulator, horizon {config.horizon}): "
