@@ -36,9 +36,9 @@ from worldmodel.atomic import atomic_write_bytes  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """Median float32 GFLOP/s of an n x n matmul (the floor planners are compared to)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """Median GFLOP/s of an n x n matmul in `dtype` (the floor planners are compared to)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -193,16 +193,55 @@ def plot_curves(curves: dict, path: Path) -> None:
 REFERENCE_CEM_MS = 880.0  # PyTorch PlaNet reference, CEM 1000 x 12 x 10 per action, this 2-core CPU
 
 
-WM_CEM_MODES = {  # name: (precision, compile) of WorldModel.planning_problem
-    "fp32": ("float32", False), "bf16_autocast": ("bfloat16", False),
-    "fp32_compiled": ("float32", True), "bf16_compiled": ("bfloat16", True),
+WM_CEM_MODES = {  # name: (precision, compile, fused) of the WorldModel's planning problem
+    "fp32_unfused": ("float32", False, False), "bf16_autocast_unfused": ("bfloat16", False, False),
+    "fp32": ("float32", False, True), "bf16": ("bfloat16", False, True),
+    "bf16_compiled": ("bfloat16", True, True),
 }
 
 
-def worldmodel_cem(steps: int) -> dict:
+def unfused_problem(model, precision: str) -> planners.Problem:
+    """The planning problem as `WorldModel.planning_problem` built it before planning_step.py:
+    `RSSM.step` and the reward head called as modules (bf16 by autocast)."""
+    bf16 = precision == "bfloat16"
+
+    def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model.transition.step(model.transition.from_vector(s), a).vector(use_mean=True)
+        return out.to(s.dtype)
+
+    def cost(s: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return -model.reward_head(s).squeeze(-1).to(s.dtype)
+
+    return planners.Problem(step=step, running_cost=lambda s, a: cost(s), terminal_cost=cost,
+                            horizon=12, action_low=-1.0, action_high=1.0, action_dim=1)
+
+
+def planning_flops(problem: planners.Problem, state: torch.Tensor, n: int = 1000) -> int:
+    """FLOPs of CEM's work per action at PlaNet's settings, counted by FlopCounterMode: per
+    iteration, the first step and reward from the start state broadcast to n candidates (which
+    the fused RSSM step computes partly once), then 11 steps and 12 rewards of n distinct states.
+    (The unfused modes do a little more work than this: the prior's σ, per-row first steps.)"""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def count(fn, *args) -> int:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            fn(*args)
+        return counter.get_total_flops()
+
+    same, a = state.expand(n, -1), torch.zeros(n, 1)
+    distinct = same + 0.01 * torch.randn(n, state.shape[-1])
+    first = count(problem.step, same, a) + count(problem.terminal_cost, same)
+    later = 11 * count(problem.step, distinct, a) + 12 * count(problem.terminal_cost, distinct)
+    return 10 * (first + later)
+
+
+def worldmodel_cem(steps: int, gflops: dict) -> dict:
     """CEM at PlaNet's settings on the library's own `planet` RSSM (not the stand-in) in each of
-    `WM_CEM_MODES`, beside the PyTorch PlaNet reference's 880 ms per action on this machine; and
-    the fp32-evaluated cost of each mode's first plan (what lower precision does to the choice)."""
+    `WM_CEM_MODES`, beside the PyTorch PlaNet reference's 880 ms per action on this machine; the
+    fp32-evaluated cost of each mode's first plan (what lower precision does to the choice); and
+    the achieved GFLOP/s over the matmul rate of the mode's dtype, measured in this run."""
     from worldmodel import ModelConfig, WorldModel
 
     model = WorldModel(ModelConfig.planet(obs_shape=(3, 64, 64), action_dim=1)).eval()
@@ -210,21 +249,44 @@ def worldmodel_cem(steps: int) -> dict:
         p.requires_grad_(False)
     with torch.inference_mode():
         start = model.to_vector(model.filter_step(None, None, torch.zeros(1, 3, 64, 64)))[0]
-    reference = model.planning_problem(None, "reward", 12)
+    reference = unfused_problem(model, "float32")
+    flops = planning_flops(model.planning_problem(None, "reward", 12), start)
     cem = planners.make("cem")
-    result: dict = {"reference_ms": REFERENCE_CEM_MS}
-    for mode, (precision, compiled) in WM_CEM_MODES.items():
-        problem = model.planning_problem(None, "reward", 12, precision=precision, compile=compiled)
+    result: dict = {"reference_ms": REFERENCE_CEM_MS, "cem_flops_per_action": flops,
+                    "floor_ms": {k: 1e3 * flops / (g * 1e9) for k, g in gflops.items()}}
+    for mode, (precision, compiled, fused) in WM_CEM_MODES.items():
+        problem = (model.planning_problem(None, "reward", 12, precision=precision,
+                                          compile=compiled)
+                   if fused else unfused_problem(model, precision))
         t = time.perf_counter()
         with torch.inference_mode():  # the first plan: compiles where asked
             plan = cem.plan(problem, start, generator=torch.Generator().manual_seed(1))
             cost = float(total_cost(reference, start, plan.actions[None])[0])
         first_s = time.perf_counter() - t
         r = mpc_ms_per_action(cem, problem, start, steps)
+        achieved = flops / (r["ms_median"] * 1e-3) / 1e9
+        rate = gflops["bfloat16" if precision == "bfloat16" else "float32"]
         result[mode] = {"ms": r["ms_median"], "ms_all": r["ms_all"], "first_plan_s": first_s,
-                        "plan_cost_fp32_eval": cost,
-                        "speedup_vs_reference": REFERENCE_CEM_MS / r["ms_median"]}
+                        "plan_cost_fp32_eval": cost, "achieved_gflops": achieved,
+                        "achieved_over_matmul": achieved / rate,
+                        "speedup_vs_reference": REFERENCE_CEM_MS / r["ms_median"],
+                        "speedup_vs_fp32_unfused": None}
+    for mode in WM_CEM_MODES:
+        result[mode]["speedup_vs_fp32_unfused"] = result["fp32_unfused"]["ms"] / result[mode]["ms"]
     return result
+
+
+def print_worldmodel_cem(wm: dict, out: dict) -> None:
+    """The table of `worldmodel_cem`'s modes, beside the reference and the matmul rates."""
+    print(f"matmul GFLOP/s: fp32 {out['matmul_gflops_fp32']:.0f}, bf16 {out['matmul_gflops_bf16']:.0f}; "
+          f"CEM needs {wm['cem_flops_per_action'] / 1e9:.1f} GFLOP per action")
+    print(f"{'WorldModel planet CEM 1000x12x10':34s} {'ms/action':>9s} {'vs 880 ms':>9s} "
+          f"{'vs unfused':>10s} {'x matmul':>8s} {'plan cost':>9s}")
+    for mode in WM_CEM_MODES:
+        r = wm[mode]
+        print(f"{mode:34s} {r['ms']:9.1f} {r['speedup_vs_reference']:8.2f}x "
+              f"{r['speedup_vs_fp32_unfused']:9.2f}x {r['achieved_over_matmul']:8.2f} "
+              f"{r['plan_cost_fp32_eval']:9.4f}")
 
 
 def main() -> None:
@@ -232,6 +294,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer MPC steps and budgets")
     parser.add_argument("--out", type=Path, default=RESULTS / "planner_speed.json",
                         help="the JSON to write; the pendulum plot goes beside it")
+    parser.add_argument("--only-worldmodel-cem", action="store_true",
+                        help="time only CEM on the library's planet RSSM (each planning mode)")
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads (1: on a shared 2-core machine, 2 oversubscribes)")
     args = parser.parse_args()
@@ -243,6 +307,13 @@ def main() -> None:
                  "command": "python " + " ".join(sys.argv),
                  "load_average_1min_at_start": os.getloadavg()[0]}  # other jobs sharing the CPU
     out["matmul_gflops_fp32"] = gflops = matmul_gflops()
+    out["matmul_gflops_bf16"] = matmul_gflops(dtype=torch.bfloat16)
+    if args.only_worldmodel_cem:
+        out["worldmodel_planet_cem"] = wm = worldmodel_cem(
+            steps, {"float32": gflops, "bfloat16": out["matmul_gflops_bf16"]})
+        atomic_write_bytes(args.out, json.dumps(out, indent=1).encode())
+        print_worldmodel_cem(wm, out)
+        return
 
     model = RSSMStandIn().eval()
     problem = rssm_problem(model)
@@ -287,7 +358,8 @@ def main() -> None:
     rssm["ilqr_ms_per_iteration"] = statistics.median(times)
     rssm["ilqr_ms_per_iteration_all"] = times
     out["rssm"] = rssm
-    out["worldmodel_planet_cem"] = wm = worldmodel_cem(steps)
+    out["worldmodel_planet_cem"] = wm = worldmodel_cem(
+        steps, {"float32": gflops, "bfloat16": out["matmul_gflops_bf16"]})
 
     ll = LocallyLinear().eval()
     goal = torch.ones(8)
@@ -328,10 +400,7 @@ def main() -> None:
         print(f"{'RSSM CEM 1000x12x10 ' + mode + ' (per action)':44s} {r['ms']:9.1f} "
               f"{r['ratio_to_floor']:8.2f}")
     print(f"{'RSSM CEM FLOP floor':44s} {floor_ms:9.1f} {1.0:8.2f}")
-    for mode in WM_CEM_MODES:
-        print(f"{'WorldModel planet CEM 1000x12x10 ' + mode:44s} {wm[mode]['ms']:9.1f}   "
-              f"{wm[mode]['speedup_vs_reference']:.2f}x faster than the PlaNet reference (880 ms); "
-              f"plan cost {wm[mode]['plan_cost_fp32_eval']:.4f}")
+    print_worldmodel_cem(wm, out)
     print(f"{'RSSM iLQR H=12 (per iteration)':44s} {rssm['ilqr_ms_per_iteration']:9.1f}")
     for name, r in local.items():
         print(f"{'locally-linear d=8 ' + name + ' (per action)':44s} {r['ms']:9.2f}")

@@ -125,6 +125,37 @@ def test_planning_problem_step_equals_imagine_mean(name, objective):
         assert torch.allclose(jz, fz[:, 0, :, 0], atol=1e-4) and ja.shape == (2, s_dim, 2)
 
 
+@pytest.mark.parametrize("act", ["relu", "elu"])
+def test_rssm_planning_step_is_rssm_step_with_and_without_autograd(act):
+    """The fused planning step (planning_step.py) is RSSM.step's prior mean and the reward head:
+    equal values in place (no autograd) and equal Jacobians under torch.func (iLQR's path)."""
+    from worldmodel.planning_step import RSSMPlanningStep
+
+    model = _model("rssm", activation=act)
+    fast = RSSMPlanningStep(model.transition, model.reward_head)
+    g = torch.Generator().manual_seed(2)
+    s = torch.randn(5, model.state_size, generator=g)
+    a = torch.rand(5, 2, generator=g) * 2 - 1
+
+    def slow_step(s, a):
+        return model.transition.step(model.transition.from_vector(s), a).vector(use_mean=True)
+
+    same = s[:1].expand(5, -1)  # one start state for all candidates, as planners pass it
+    with torch.inference_mode():
+        assert torch.allclose(fast.step(s, a), slow_step(s, a), atol=1e-6)
+        assert torch.allclose(fast.reward(s), model.reward_head(s).squeeze(-1), atol=1e-6)
+        assert torch.allclose(fast.step(same, a), slow_step(same, a), atol=1e-6)
+        assert torch.allclose(fast.reward(same), model.reward_head(same).squeeze(-1), atol=1e-6)
+    jac = torch.func.vmap(torch.func.jacrev(lambda s, a: fast.step(s[None], a[None])[0],
+                                            argnums=(0, 1)))
+    want = torch.func.vmap(torch.func.jacrev(lambda s, a: slow_step(s[None], a[None])[0],
+                                             argnums=(0, 1)))
+    for got, ref in zip(jac(s, a), want(s, a)):
+        assert torch.allclose(got, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="no reward head"):
+        RSSMPlanningStep(model.transition, None).reward(s)
+
+
 @pytest.mark.slow
 def test_planning_problem_in_bfloat16_and_compiled_matches_float32():
     """The speed knobs change how the rollout is computed, not what it is: a compiled step equals

@@ -286,8 +286,10 @@ class WorldModel(nn.Module):
         the true Jacobians of `step` (exact_jacobians=True) or E2C's (A, B) linearisation.
         `start` (vector [S] / [1, S] or LatentState) only checks the size; the planner takes the
         start state itself, e.g. model.to_vector(state)[0].
-        precision "bfloat16" runs the networks under bf16 autocast (states and costs stay in the
-        caller's dtype); `compile` wraps the step and the reward in `torch.compile`, which fuses
+        precision "bfloat16" runs the networks in bf16 (states and costs stay in the caller's
+        dtype): an rssm casts a snapshot of its weights once (planning_step.py, which also fuses
+        the GRU's arithmetic; build a new problem after training), other transitions run under
+        bf16 autocast. `compile` wraps the step and the reward in `torch.compile`, which fuses
         the GRU's small elementwise kernels. Both are for sampling planners (CEM, MPPI, random);
         benchmarks/planner_speed.py measures their speed and what bf16 does to the chosen plan.
         """
@@ -302,23 +304,26 @@ class WorldModel(nn.Module):
             raise ValueError(f"start has shape {tuple(start.shape)}, expected [{self.state_size}]")
 
         bf16 = precision == "bfloat16"
+        if objective == "reward" and self.reward_head is None:
+            raise ValueError("objective 'reward' needs a reward head (predict_reward=True)")
 
         def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
             with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = self.transition.step(self.transition.from_vector(s), a).vector(use_mean=True)
             return out.to(s.dtype)
 
+        def reward(s: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = self.reward_head(s).squeeze(-1)
+            return out.to(s.dtype)
+
+        if self.cfg.transition == "rssm":  # the same maths, arranged for speed (planning_step.py)
+            from worldmodel.planning_step import rssm_planning_functions
+
+            step, reward = rssm_planning_functions(self, precision)
         if compile:
             step = torch.compile(step)
         if objective == "reward":
-            if self.reward_head is None:
-                raise ValueError("objective 'reward' needs a reward head (predict_reward=True)")
-
-            def reward(s: torch.Tensor) -> torch.Tensor:
-                with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    out = self.reward_head(s).squeeze(-1)
-                return out.to(s.dtype)
-
             if compile:
                 reward = torch.compile(reward)
 
