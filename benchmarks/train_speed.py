@@ -138,7 +138,7 @@ def measure(preset: str, variant: str, data: Path, args: argparse.Namespace, dev
         row["achieved_over_bf16_matmul"] = row["achieved_gflops"] / matmul["bfloat16"]
         if args.loss_steps:
             row["loss_steps"], row["loss_final"] = args.loss_steps, short_run_loss(trainer, args.loss_steps)
-        if args.profile and variant == "float32":
+        if args.profile:
             row["profile_top_ops"] = profile(trainer, device)
     return row
 
@@ -150,7 +150,7 @@ def short_run_loss(trainer: Any, steps: int) -> float:
     return sum(tail) / len(tail)
 
 
-def profile(trainer: Any, device: torch.device, top: int = 12) -> list[dict[str, Any]]:
+def profile(trainer: Any, device: torch.device, top: int = 20) -> list[dict[str, Any]]:
     """The ops that take the time in two updates (torch.profiler, self time)."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--chunk-length", type=int, default=None, help="override the presets' L")
     p.add_argument("--loss-steps", type=int, default=None, help="updates per variant for the loss "
                    "comparison (default 300 on CUDA, 0 on a CPU)")
-    p.add_argument("--profile", action="store_true", help="torch.profiler top ops of each float32 run")
+    p.add_argument("--profile", action="store_true", help="torch.profiler top ops of each run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = p.parse_args(argv)

@@ -70,3 +70,17 @@ def test_std_floor_and_log_prob():
     assert torch.allclose(lp, torch.full((2,), -6.0 * math.log(2 * math.pi)))
     # float32 even for bfloat16 inputs
     assert gaussian_log_prob(torch.zeros(2, dtype=torch.bfloat16), torch.zeros(2), 1.0, 1).dtype == torch.float32
+
+
+@pytest.mark.parametrize("std, event_dims", [(0.7, 0), (0.7, 2), (1.0, 3)])
+def test_log_prob_with_a_constant_std_equals_torch_normal_and_its_gradient(std, event_dims):
+    """The fused path for a number σ (the image likelihood) against torch.distributions.Normal."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64).float()
+    mean = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64).float().requires_grad_()
+    ours = gaussian_log_prob(x, mean, std, event_dims)
+    want = torch.distributions.Normal(mean, std).log_prob(x)
+    want = want.flatten(-event_dims).sum(-1) if event_dims else want
+    assert ours.shape == want.shape and torch.allclose(ours, want, atol=1e-5)
+    got_grad, = torch.autograd.grad(ours.sum(), mean)
+    assert torch.allclose(got_grad, (x - mean.detach()) / std ** 2, atol=1e-5)

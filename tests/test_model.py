@@ -183,8 +183,9 @@ def test_planning_problem_in_bfloat16_and_compiled_matches_float32():
         model.planning_problem(None, "reward", 5, precision="float16")
 
 
-@pytest.mark.parametrize("size_in, pad", [(14, 1), (6, 0), (7, 1)])
-def test_padded_conv_transpose_equals_torch_output_padding(size_in, pad):
+@pytest.mark.parametrize("size_in, pad, channels_last", [(14, 1, False), (6, 0, False), (7, 1, False),
+                                                    (14, 1, True)])
+def test_padded_conv_transpose_equals_torch_output_padding(size_in, pad, channels_last):
     """The decoder's fast transposed conv: the same output and gradients as nn.ConvTranspose2d."""
     from worldmodel.networks import PaddedConvTranspose2d
 
@@ -192,8 +193,14 @@ def test_padded_conv_transpose_equals_torch_output_padding(size_in, pad):
     ours = PaddedConvTranspose2d(6, 4, 4, stride=2, output_padding=pad)
     theirs = torch.nn.ConvTranspose2d(6, 4, 4, stride=2, output_padding=pad)
     theirs.load_state_dict(ours.state_dict())
-    x = torch.randn(3, 6, size_in, size_in, requires_grad=True)
+    x = torch.randn(3, 6, size_in, size_in)
+    if channels_last:
+        ours, theirs = (m.to(memory_format=torch.channels_last) for m in (ours, theirs))
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
     y_ours, y_theirs = ours(x), theirs(x)
+    if channels_last:
+        assert y_ours.is_contiguous(memory_format=torch.channels_last)
     assert y_ours.shape == y_theirs.shape == (3, 4, 2 * (size_in - 1) + 4 + pad, 2 * (size_in - 1) + 4 + pad)
     assert torch.allclose(y_ours, y_theirs, atol=1e-6)
     g = torch.randn_like(y_ours)

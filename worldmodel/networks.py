@@ -70,10 +70,20 @@ class PaddedConvTranspose2d(nn.ConvTranspose2d):
         ph, pw = self.output_padding
         if output_size is not None or (ph, pw) == (0, 0):
             return super().forward(x, output_size)
-        y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, 0, self.groups,
-                               self.dilation)
-        y = F.pad(y, (0, pw, 0, ph))
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, 0,
+                               self.groups, self.dilation)  # [N, C, H, W], bias fused
+        if self.bias is None:
+            return F.pad(y, (0, pw, 0, ph))
+        n, c, h, w = y.shape
+        layout = (torch.channels_last if y.dim() == 4 and not y.is_contiguous()
+                  and y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+        out = torch.empty((n, c, h + ph, w + pw), dtype=y.dtype, device=y.device,
+                          memory_format=layout)
+        edge = self.bias.to(y.dtype).view(1, c, 1, 1)
+        out[:, :, :h, :w] = y
+        out[:, :, :h, w:] = edge  # the skipped columns and rows hold the bias only
+        out[:, :, h:, :] = edge
+        return out
 
 
 class ConvDecoder(nn.Module):
