@@ -102,6 +102,10 @@ class ILQR:
     initial_trajectories: tuple[str, ...] = ("init",)  # from "init", "zeros", "random"; best kept
     random_std: float = 1.0  # std of "random" starts along unbounded dims (uniform if bounded)
     seed: int = 0  # used only when plan() gets no generator and "random" is requested
+    # also return the local feedback policy of the returned plan: info["feedback_gains"] K [H, A, S]
+    # and info["nominal_states"] x̄ [H+1, S] from one more backward pass along it, so an MPC loop
+    # can act u_t + K_t (s_t − x̄_t) between replans (planners.MPC(feedback=True))
+    feedback: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.initial_trajectories) - {"init", "zeros", "random"}
@@ -139,7 +143,30 @@ class ILQR:
         u_best, _, info = runs[best]
         info["start"] = self.initial_trajectories[best]
         info["start_costs"] = [r[1] for r in runs]
-        return finish(problem, state, torch.stack([u0, u_best]), info, started)
+        result = finish(problem, state, torch.stack([u0, u_best]), info, started)
+        if self.feedback and math.isfinite(result.cost):
+            self._attach_feedback(problem, state, result, low, high)
+        return result
+
+    def _attach_feedback(self, problem: Problem, state: torch.Tensor, result: PlanResult,
+                         low: torch.Tensor, high: torch.Tensor) -> None:
+        """The gains K of the Riccati pass along the returned plan (μ raised until Q_aa is PD;
+        zero rows where a bound is active), as info["feedback_gains"] / ["nominal_states"]."""
+        u = result.actions
+        with torch.no_grad():
+            x, _ = rollout(problem, state, u)
+        fs, fa = linearize(problem, x[:-1], u)
+        q = quadratize(problem, x, u)
+        bounded = bool(torch.isfinite(low).any() or torch.isfinite(high).any())
+        mu = self.mu_init
+        while mu <= self.mu_max:
+            back = self._backward(fs, fa, q, u, low, high, mu, torch.zeros_like(u), bounded)
+            if back is not None:
+                result.info["feedback_gains"], result.info["nominal_states"] = back[1], x
+                result.info["feedback_mu"] = mu
+                return
+            mu = max(self.mu_min, mu * self.mu_factor)
+        result.info["feedback_reason"] = "Q_aa not positive definite up to mu_max: no gains"
 
     def _optimise(self, problem: Problem, state: torch.Tensor, u: torch.Tensor,
                   low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, float, dict]:

@@ -1,5 +1,8 @@
 """Receding-horizon control: plan, execute the first `execute` actions, shift the plan, replan.
 
+With `feedback`, the actions between replans follow the plan's local linear policy
+u_t + K_t (s_t − x̄_t) (iLQR's gains, Tassa et al. 2012) instead of the open-loop u_t.
+
 Notation: s [S] the current state, a [A] an action, u [H, A] a plan. The warm start for the plan
 made after executing e actions is u[e:] followed by e copies of u[-1] (the shifted warm start of
 PlaNet / iCEM / TD-MPC2).
@@ -11,6 +14,7 @@ from typing import Callable, Optional, Protocol
 import torch
 
 from planners.problem import PlanResult, Problem
+from planners.rollout import clamp_actions
 
 
 class Planner(Protocol):
@@ -35,7 +39,9 @@ class MPC:
     """Model-predictive controller: replans every `execute` calls of `act`, warm-started."""
 
     def __init__(self, planner: Planner, problem: Problem, *, execute: int = 1,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: Optional[torch.Generator] = None, feedback: bool = False) -> None:
+        """feedback: between replans act u_t + K_t (s_t − x̄_t), clipped to the bounds, with the
+        gains the planner returned (iLQR with feedback=True); plain u_t when it returned none."""
         if not isinstance(execute, int) or execute < 1:
             raise ValueError(f"execute must be a positive int, got {execute!r}")
         if execute > problem.horizon:
@@ -44,6 +50,7 @@ class MPC:
         self._problem = problem
         self.execute = execute
         self.generator = generator
+        self.feedback = feedback
         self.reset()
 
     @property
@@ -77,6 +84,12 @@ class MPC:
             self._plan = self.last_result.actions
             self._next = 0
         action = self._plan[self._next]
+        info = self.last_result.info if self.last_result is not None else {}
+        if self.feedback and "feedback_gains" in info:
+            gain = info["feedback_gains"][self._next]  # [A, S]
+            deviation = state - info["nominal_states"][self._next]  # [S]
+            low, high = self._problem.bounds(state)
+            action = clamp_actions(action + gain @ deviation.to(gain.dtype), low, high)
         self._next += 1
         return action
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -133,9 +134,10 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     path = on_disk["oracle_path"]
     assert len(path["angle"]) == len(path["latent_goal_cost"]) == config.steps + 1
     assert Image.open(on_disk["pictures"]["goal_cost"]).size[0] > 0
-    # a re-run reuses the data and the trained model
-    run_e2c(config, tmp_path, progress=False)
+    # a re-run reuses the data and the trained model; this one follows iLQR's gains between replans
+    again = run_e2c(replace(config, feedback=True), tmp_path, progress=False)
     assert len(EpisodeDataset(tmp_path / "data")) == config.episodes
+    assert again["settings"]["feedback"] and all(e["plans"] >= 1 for e in again["episodes"])
 
 
 def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
@@ -169,6 +171,9 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     assert make_planner(E2CConfig()).iterations == 20  # the protocol's iLQR
     cem = make_planner(E2CConfig(planner="cem", planner_overrides={"candidates": 50, "elites": 5}))
     assert (type(cem).__name__, cem.candidates, cem.elites) == ("CEM", 50, 5)
+    assert make_planner(E2CConfig(feedback=True)).feedback  # iLQR returns its gains
+    with pytest.raises(ValueError, match="feedback between replans needs planner 'ilqr'"):
+        make_planner(E2CConfig(planner="cem", feedback=True))
 
 
 def test_e2c_oracle_balances_the_cartpole_from_upright():

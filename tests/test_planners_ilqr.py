@@ -133,3 +133,36 @@ def test_dtypes_and_determinism() -> None:
             problem, state, generator=torch.Generator().manual_seed(3))
         assert res.actions.dtype == dtype and res.actions.shape == (8, 2)
         assert torch.equal(res.actions, again.actions)
+
+
+def test_feedback_gains_are_the_riccati_gains_and_mpc_follows_them() -> None:
+    """iLQR(feedback=True) returns the time-varying LQR gains along its plan, and MPC with
+    feedback then acts as the Riccati policy u_t = −K_t s_t from states off the nominal path."""
+    A, B, Q, R, Qf = lq_matrices(3, unstable=True)
+    H = 10
+    P, gains = Qf, []
+    for _ in range(H):
+        K = np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
+        P = Q + A.T @ P @ A - A.T @ P @ B @ K
+        gains.append(K)
+    gains.reverse()  # gains[t]: u_t = −K_t x_t
+    problem = lq_problem(A, B, Q, R, Qf, H)
+    x0 = torch.tensor(np.random.default_rng(5).normal(size=4))
+    result = planners.make("ilqr", feedback=True).plan(problem, x0)
+    np.testing.assert_allclose(result.info["feedback_gains"].numpy(), -np.array(gains), rtol=1e-7,
+                               atol=1e-9)
+    assert result.info["nominal_states"].shape == (H + 1, 4)
+    assert "feedback_gains" not in planners.make("ilqr").plan(problem, x0).info
+
+    controller = planners.MPC(planners.make("ilqr", feedback=True), problem, execute=4,
+                              feedback=True)
+    s = x0
+    rng = np.random.default_rng(6)
+    for t in range(4):  # one plan, followed with pushes off its nominal states
+        a = controller.act(s)
+        np.testing.assert_allclose(a.numpy(), -gains[t] @ s.numpy(), rtol=1e-7, atol=1e-9)
+        s = s @ torch.tensor(A).T + a @ torch.tensor(B).T + torch.tensor(rng.normal(size=4) * 0.1)
+    open_loop = planners.MPC(planners.make("ilqr", feedback=True), problem, execute=4)
+    open_loop.act(x0)
+    pushed = x0 @ torch.tensor(A).T + open_loop.last_result.actions[0] @ torch.tensor(B).T + 0.1
+    assert torch.equal(open_loop.act(pushed), open_loop.last_result.actions[1])  # no feedback

@@ -69,6 +69,9 @@ class E2CConfig:
     start: str = "swingup"  # "swingup": hanging, angle ~ U[0.9π, 0.95π]; "balance": upright
     horizon: int = 25  # iLQR horizon in env steps (PC3 uses 100 steps of a 4x finer pendulum)
     replan_every: int = 5  # apply this many actions of each plan (PC3: 10 at their rate)
+    # between replans, act u_t + K_t (z_t − z̄_t) with the iLQR plan's own feedback gains on the
+    # filtered latent, instead of the open-loop u_t (needs planner "ilqr"; not in PCC/PC3's protocol)
+    feedback: bool = False
     steps: int = 250  # env steps per evaluation episode: dm_control's full 20 s episode
     goal_weight: float = 1.0  # Q = goal_weight·I
     action_weight: float = 0.01  # R = action_weight·I
@@ -120,7 +123,10 @@ def make_planner(config: E2CConfig) -> Any:
     """The protocol's planner: `config.planner` with `planner_overrides` (iLQR: 20 iterations)."""
     import planners
 
-    defaults = {"iterations": 20} if config.planner == "ilqr" else {}
+    if config.feedback and config.planner != "ilqr":
+        raise ValueError(f"feedback between replans needs planner 'ilqr' (its gains), got "
+                         f"{config.planner!r}; set feedback=false or planner=ilqr")
+    defaults = {"iterations": 20, "feedback": config.feedback} if config.planner == "ilqr" else {}
     return planners.make(config.planner, **{**defaults, **config.planner_overrides})
 
 
@@ -189,7 +195,7 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
                               R=config.action_weight * torch.ones(env.action_dim))
     problem = model.planning_problem(None, objective, config.horizon)
     mpc = planners.MPC(planner, problem, execute=config.replan_every,
-                       generator=torch.Generator().manual_seed(seed))
+                       generator=torch.Generator().manual_seed(seed), feedback=config.feedback)
     obs, info = env.reset(sim_state=sim_state)
     with torch.no_grad():
         state = model.filter_step(None, None, image_to_tensor(obs))
@@ -253,7 +259,8 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
 
     with SimulatorDynamics(env) as dyn:  # closes its rollout thread pool at the end
         mpc = planners.MPC(planner, oracle_goal_problem(dyn, env, config),
-                           execute=config.replan_every, generator=torch.Generator().manual_seed(seed))
+                           execute=config.replan_every, generator=torch.Generator().manual_seed(seed),
+                           feedback=config.feedback)
         obs, info = env.reset(sim_state=sim_state)
         angles, frames, actions = [float(info["angle"])], [obs], []
         for _ in range(config.steps):
