@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -167,7 +168,7 @@ def main() -> None:
     goal = goal_latent(model, env)
     start = start_states(env, config)[0]
     oracle = oracle_goal_episode(env, make_planner(config), start, config, seed=config.seed, record=True)
-    result = {"run": str(args.run), "command": "python " + " ".join(sys.argv),
+    result = {"run": str(args.run), "command": "python " + shlex.join(sys.argv),
               "oracle_goal_time": oracle["goal_time"], "oracle_planner": config.planner,
               "oracle_horizon": config.horizon,
               **diagnose(model, oracle["frames"], oracle["actions"], goal, args.skip, weights,

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -304,7 +305,7 @@ def main() -> None:
     steps = 3 if args.quick else 7
     out: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
                  "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                 "command": "python " + " ".join(sys.argv),
+                 "command": "python " + shlex.join(sys.argv),
                  "load_average_1min_at_start": os.getloadavg()[0]}  # other jobs sharing the CPU
     out["matmul_gflops_fp32"] = gflops = matmul_gflops()
     out["matmul_gflops_bf16"] = matmul_gflops(dtype=torch.bfloat16)

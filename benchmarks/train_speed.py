@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"machine": machine, "matmul_gflops": matmul, "runs": rows,
               "reference": {"planet_pytorch_frames_per_s": REFERENCE_PLANET_FPS,
                             "target_frames_per_s": 3 * REFERENCE_PLANET_FPS, "target_bf16_ratio": 0.5},
-              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv)}
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": "python " + shlex.join(sys.argv)}
     atomic_write_json(args.out, result)
     for row in rows:
         for op in row.get("profile_top_ops", []):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -279,9 +281,11 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
     return out
 
 
-def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
+            command: str | None = None) -> dict[str, Any]:
     """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
-    (a second start on the same folder reuses its data and model)."""
+    (a second start on the same folder reuses its data and model). `command`, the command line
+    that reproduces the run, is stored with the result."""
     from worldmodel import ModelConfig
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
@@ -346,6 +350,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True) -> dic
         "pictures": pictures["files"],
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "wall_seconds": time.time() - t0,
+        "command": command,
     }
     atomic_write_json(out / f"e2c_{config.start}.json", result)
     return result
@@ -381,7 +386,7 @@ def _command(args: argparse.Namespace) -> int:
     extra = parse_overrides(args.set)
     check_known_keys(E2CConfig, extra)
     config = E2CConfig.for_task(args.task, quick=args.quick, **{**overrides, **extra})
-    result = run_e2c(config, args.out)
+    result = run_e2c(config, args.out, command="worldmodel " + shlex.join(sys.argv[1:]))
     print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
           f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
           f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "

@@ -307,20 +307,21 @@ class WorldModel(nn.Module):
         if objective == "reward" and self.reward_head is None:
             raise ValueError("objective 'reward' needs a reward head (predict_reward=True)")
 
-        def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = self.transition.step(self.transition.from_vector(s), a).vector(use_mean=True)
-            return out.to(s.dtype)
-
-        def reward(s: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = self.reward_head(s).squeeze(-1)
-            return out.to(s.dtype)
-
         if self.cfg.transition == "rssm":  # the same maths, arranged for speed (planning_step.py)
             from worldmodel.planning_step import rssm_planning_functions
 
             step, reward = rssm_planning_functions(self, precision)
+        else:
+            def step(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+                with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = self.transition.step(self.transition.from_vector(s), a)
+                return out.vector(use_mean=True).to(s.dtype)
+
+            def reward(s: torch.Tensor) -> torch.Tensor:
+                with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    out = self.reward_head(s).squeeze(-1)
+                return out.to(s.dtype)
+
         if compile:
             step = torch.compile(step)
         if objective == "reward":
