@@ -66,12 +66,31 @@ class Rollout:
     clipped: int         # action entries clipped over the episode
 
 
+def posed_reset(env: PixelEnv, seed: int, angle: float) -> tuple[np.ndarray, dict]:
+    """Reset `env` with `seed`, then put its pole at `angle` (0 = upright), everything at rest."""
+    if env.task_spec.angle_qpos is None:
+        raise ValueError(f"{env.name} has no pole angle to pose (TaskSpec.angle_qpos is None)")
+    env.reset(seed=seed)
+    data = env.physics.data
+    data.qpos[:] = 0.0
+    data.qvel[:] = 0.0
+    data.qpos[env.task_spec.angle_qpos] = angle
+    env.physics.forward()
+    return env.reset(sim_state=env.get_sim_state())
+
+
 def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int,
-            steps: int | None = None) -> Rollout:
+            steps: int | None = None,
+            start_angles: tuple[float, float] | None = None) -> Rollout:
     """Reset `env` with `seed` and run `policy` until the episode ends (truncated after max_steps),
-    or after `steps` env steps when given (short episodes spread the data over more start states)."""
+    or after `steps` env steps when given (short episodes spread the data over more start states).
+    start_angles (low, high): start at rest with the pole at an angle drawn uniformly from them
+    (rng's first draw) instead of the task's own random start."""
     T, A = env.max_steps if steps is None else min(int(steps), env.max_steps), env.action_dim
-    obs, info = env.reset(seed=seed)
+    if start_angles is None:
+        obs, info = env.reset(seed=seed)
+    else:
+        obs, info = posed_reset(env, seed, float(rng.uniform(*start_angles)))
     images = np.empty((T + 1, *obs.shape), dtype=np.uint8)
     states = np.empty((T + 1, env.state_dim), dtype=np.float64)
     actions = np.empty((T, A), dtype=np.float32)
@@ -103,6 +122,7 @@ class EpisodeJob:
     seed: int
     index: int
     steps: int | None = None  # env steps per episode; None: the full episode
+    start_angles: tuple[float, float] | None = None  # pole angle range of a posed start (rollout)
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,4 +136,4 @@ def run_job(job: EpisodeJob, env: PixelEnv | None = None) -> Rollout:
     if env is None:
         env = _worker_env(job.task, job.image_size, job.action_repeat)
     env_seed, rng = episode_seeds(job.seed, job.index)
-    return rollout(env, job.policy, rng, env_seed, job.steps)
+    return rollout(env, job.policy, rng, env_seed, job.steps, job.start_angles)

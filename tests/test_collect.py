@@ -82,6 +82,29 @@ def test_short_episodes_are_the_first_steps_of_full_ones(tmp_path):
         assert np.array_equal(s.states, f.states[:8]) and np.array_equal(s.rewards, f.rewards[:7])
 
 
+def test_posed_starts_begin_at_rest_at_the_asked_angle(tmp_path):
+    """start_angles: each episode starts at rest with the pole at an angle from the range (here a
+    single angle): its first frame is the posed frame; bad ranges and poleless tasks are refused."""
+    from envs.rollout import posed_reset
+
+    data = collect(TASK, 2, tmp_path / "posed", image_size=SIZE, action_repeat=REPEAT, seed=1,
+                   episode_steps=3, start_angles=(0.4, 0.4), progress=False)
+    env = envs.make(TASK, image_size=SIZE, action_repeat=REPEAT)
+    obs, info = posed_reset(env, 0, 0.4)
+    assert info["angle"] == pytest.approx(0.4) and not env.physics.data.qvel.any()
+    for episode in data.episodes:
+        assert np.array_equal(episode.images[0], obs) and episode.meta["start_angles"] == [0.4, 0.4]
+    random_start = collect(TASK, 1, tmp_path / "plain", image_size=SIZE, action_repeat=REPEAT,
+                           seed=1, episode_steps=3, progress=False)
+    assert not np.array_equal(random_start.episodes[0].images[0], obs)
+    with pytest.raises(ValueError, match="low <= high"):
+        collect(TASK, 1, tmp_path / "bad", image_size=SIZE, action_repeat=REPEAT,
+                start_angles=(0.5, 0.1), progress=False)
+    with pytest.raises(ValueError, match="needs a task with a pole"):
+        collect("point_mass-easy", 1, tmp_path / "bad2", image_size=SIZE, start_angles=(0, 0.1),
+                progress=False)
+
+
 def test_top_up_completes_an_interrupted_collect_and_never_appends_twice(tmp_path):
     """What a re-run demo or e2c command relies on after Ctrl-C."""
     options = dict(image_size=SIZE, action_repeat=REPEAT, seed=2, progress=False)

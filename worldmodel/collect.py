@@ -56,7 +56,8 @@ def _policy_name(policy: Policy) -> str:
 def collect(task: str, episodes: int, out: str | os.PathLike, *,
             policy: str | Policy = "random", workers: int = 1, seed: int = 0,
             image_size: int = 64, action_repeat: int | None = None,
-            episode_steps: int | None = None, progress: bool = True) -> EpisodeDataset:
+            episode_steps: int | None = None, progress: bool = True,
+            start_angles: tuple[float, float] | None = None) -> EpisodeDataset:
     """Record `episodes` episodes of `task` into the dataset folder `out` (created or appended to).
 
     policy: "random" (uniform over the action box) or a callable (obs, info, rng) -> action,
@@ -66,6 +67,9 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
     episode_steps: stop each episode after this many env steps (default: the task's full
         episode). Many short episodes cover more of the state space than a few long ones, because
         each starts from the task's random initial state (E2C-style data).
+    start_angles: (low, high) start each episode at rest with the pole at an angle uniform in
+        this range (0 = upright) instead of the task's random start, e.g. to cover the upright
+        pose, which random starts and random actions rarely visit at rest.
     Returns the dataset, holding the old episodes followed by the new ones.
     """
     for name, value, low in (("episodes", episodes, 0), ("workers", workers, 1), ("seed", seed, 0)):
@@ -100,10 +104,20 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
                                    action_repeat=env.action_repeat, action_dim=env.action_dim,
                                    state_dim=env.state_dim)
         start = len(ds)
+        if start_angles is not None:
+            if env.task_spec.angle_qpos is None:
+                raise ValueError(f"start_angles needs a task with a pole; {task} has none")
+            low, high = (float(x) for x in start_angles)
+            if not low <= high:
+                raise ValueError(f"start_angles must be (low, high) with low <= high, got "
+                                 f"{start_angles!r}")
+            start_angles = (low, high)
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
-                           start + k, episode_steps) for k in range(episodes)]
+                           start + k, episode_steps, start_angles) for k in range(episodes)]
         meta = {"policy": "random" if isinstance(policy, str) else _policy_name(policy_fn),
                 "run_seed": int(seed)}
+        if start_angles is not None:
+            meta["start_angles"] = list(start_angles)
         bar = _progress_bar(episodes * ((episode_steps or env.max_steps) + 1), task, progress)
         try:
             for job, r in zip(jobs, _rollouts(jobs, env, workers)):

@@ -46,6 +46,12 @@ class E2CConfig:
     episodes: int = 500
     episode_steps: int = 16
     heldout_episodes: int = 20  # for the latent geometry and its R², from the same distribution
+    # extra random-action episodes (after the `episodes`) that start at rest with the pole at an
+    # angle uniform in ±upright_angle: random starts rarely pass the upright pose slowly, and the
+    # 10 000-update long-episode model learned the action's effect there with the wrong sign
+    # (README). 0 = none (E2C's data: random states only)
+    upright_episodes: int = 0
+    upright_angle: float = math.pi / 6  # the pendulum's goal region
     train_steps: int = 3000
     batch_size: int = 32
     chunk_length: int = 12
@@ -300,6 +306,11 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
                   seed=config.seed, image_size=config.image_size,
                   episode_steps=config.episode_steps, progress=progress)
+    if config.upright_episodes:
+        data = top_up(config.task, config.episodes + config.upright_episodes, out / "data",
+                      workers=config.workers, seed=config.seed, image_size=config.image_size,
+                      episode_steps=config.episode_steps, progress=progress,
+                      start_angles=(-config.upright_angle, config.upright_angle))
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
                                      obs_std=config.obs_std, free_nats=config.free_nats,
                                      kl_balance=config.kl_balance,
