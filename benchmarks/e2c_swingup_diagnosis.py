@@ -21,6 +21,10 @@ actions are then read two ways, from step `--skip` on (so that the filter has se
   it reaches. A plan that is cheap in the model and dear in reality exploits the model's errors.
 - **the closed loop**: one MPC episode of the run's own planner on the model from the same start,
   with |angle| every 10 steps (does it pump at all, and how high does it get?).
+- **the action's effect** (`--action-effect`, instead of all the above): from rest at several
+  angles, the model's predicted latent difference between holding a = +1 and a = −1 for k steps,
+  against the same difference between the filtered latents of the real frames: their cosine
+  (below 0: the model has the action's effect backwards there) and their length ratio.
 Writes JSON (default benchmarks/results/e2c_swingup_diagnosis.json) and prints a table.
 """
 from __future__ import annotations
@@ -135,6 +139,37 @@ def diagnose(model, frames, actions, goal: torch.Tensor, skip: int, weights: tup
     return {"skip": skip, "latent_spread": spread, "start_cost": float(path_cost[0]), "rows": rows}
 
 
+def action_effect(model, env, angles: Sequence[float], steps: int = 4) -> list[dict]:
+    """Per start angle (at rest): cos and length ratio of the model's vs the filtered real latent
+    difference between a = +1 and a = −1 held for 1..steps steps."""
+    from worldmodel.control import image_to_tensor
+    from worldmodel.e2c import pose_state
+
+    def real(angle: float, a: float) -> torch.Tensor:  # filtered latents [steps + 1, S]
+        obs, _ = env.reset(sim_state=pose_state(env, angle))
+        state = model.filter_step(None, None, image_to_tensor(obs))
+        out = [model.to_vector(state)[0]]
+        for _ in range(steps):
+            obs, *_ = env.step(np.array([a], np.float32))
+            state = model.filter_step(state, torch.tensor([[a]]), image_to_tensor(obs))
+            out.append(model.to_vector(state)[0])
+        return torch.stack(out)
+
+    rows = []
+    with torch.no_grad():
+        for angle in angles:
+            plus, minus = real(angle, 1.0), real(angle, -1.0)
+            seq = torch.ones(1, steps, 1)
+            start = model.from_vector(plus[:1])
+            pred_plus = model.imagine(start, seq, sample=False).vector(use_mean=True)[0]
+            pred_minus = model.imagine(start, -seq, sample=False).vector(use_mean=True)[0]
+            d_model, d_real = pred_plus - pred_minus, (plus - minus)[1:]  # [steps, S]
+            rows.append({"angle": float(angle),
+                         "cosine": torch.nn.functional.cosine_similarity(d_model, d_real, -1).tolist(),
+                         "length_ratio": (d_model.norm(dim=-1) / d_real.norm(dim=-1)).tolist()})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a `worldmodel e2c` output folder")
@@ -143,6 +178,8 @@ def main() -> None:
                         help="measure the search gap of these planners at each horizon")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting stored in the run (E2CConfig), e.g. --set horizon=100")
+    parser.add_argument("--action-effect", action="store_true",
+                        help="only compare the model's and the real effect of the action by angle")
     parser.add_argument("--out", type=Path, default=RESULTS / "e2c_swingup_diagnosis.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -165,6 +202,15 @@ def main() -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     env = envs.make(config.task, image_size=config.image_size)
+    if args.action_effect:
+        rows = action_effect(model, env, [0.0, 0.3, 1.0, 2.0, 3.0])
+        atomic_write_json(args.out, {"run": str(args.run), "command": "python " + shlex.join(sys.argv),
+                                     "action_effect": rows})
+        print(f"{'angle':>6s}  cos(model, real) for k = 1..4 steps  |model|/|real|")
+        for r in rows:
+            print(f"{r['angle']:6.2f}  " + " ".join(f"{c:+.2f}" for c in r["cosine"]) + "   "
+                  + " ".join(f"{x:.2f}" for x in r["length_ratio"]))
+        return
     goal = goal_latent(model, env)
     start = start_states(env, config)[0]
     oracle = oracle_goal_episode(env, make_planner(config), start, config, seed=config.seed, record=True)
