@@ -66,17 +66,20 @@ class Rollout:
     clipped: int         # action entries clipped over the episode
 
 
-def posed_reset(env: PixelEnv, seed: int, angle: float) -> tuple[np.ndarray, dict]:
-    """Reset `env` with `seed`, then put its pole at `angle` (0 = upright), everything at rest."""
-    if env.task_spec.angle_qpos is None:
+def pose_state(env: PixelEnv, angle: float, velocity: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A `get_sim_state()` vector of `env` (reset with `seed`) with the pole at `angle`
+    (0 = upright) turning at `velocity`, every other joint at zero and at rest."""
+    index = env.task_spec.angle_qpos
+    if index is None:
         raise ValueError(f"{env.name} has no pole angle to pose (TaskSpec.angle_qpos is None)")
     env.reset(seed=seed)
     data = env.physics.data
     data.qpos[:] = 0.0
     data.qvel[:] = 0.0
-    data.qpos[env.task_spec.angle_qpos] = angle
+    data.qpos[index] = angle
+    data.qvel[index] = velocity
     env.physics.forward()
-    return env.reset(sim_state=env.get_sim_state())
+    return env.get_sim_state()
 
 
 def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int,
@@ -90,7 +93,8 @@ def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int,
     if start_angles is None:
         obs, info = env.reset(seed=seed)
     else:
-        obs, info = posed_reset(env, seed, float(rng.uniform(*start_angles)))
+        angle = float(rng.uniform(*start_angles))
+        obs, info = env.reset(sim_state=pose_state(env, angle, seed=seed))
     images = np.empty((T + 1, *obs.shape), dtype=np.uint8)
     states = np.empty((T + 1, env.state_dim), dtype=np.float64)
     actions = np.empty((T, A), dtype=np.float32)

@@ -84,7 +84,7 @@ class MPC:
             self._plan = self.last_result.actions
             self._next = 0
         action = self._plan[self._next]
-        info = self.last_result.info if self.last_result is not None else {}
+        info = self.last_result.info  # set by the plan above
         if self.feedback and "feedback_gains" in info:
             gain = info["feedback_gains"][self._next]  # [A, S]
             deviation = state - info["nominal_states"][self._next]  # [S]

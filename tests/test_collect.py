@@ -85,12 +85,12 @@ def test_short_episodes_are_the_first_steps_of_full_ones(tmp_path):
 def test_posed_starts_begin_at_rest_at_the_asked_angle(tmp_path):
     """start_angles: each episode starts at rest with the pole at an angle from the range (here a
     single angle): its first frame is the posed frame; bad ranges and poleless tasks are refused."""
-    from envs.rollout import posed_reset
+    from envs.rollout import pose_state
 
     data = collect(TASK, 2, tmp_path / "posed", image_size=SIZE, action_repeat=REPEAT, seed=1,
                    episode_steps=3, start_angles=(0.4, 0.4), progress=False)
     env = envs.make(TASK, image_size=SIZE, action_repeat=REPEAT)
-    obs, info = posed_reset(env, 0, 0.4)
+    obs, info = env.reset(sim_state=pose_state(env, 0.4))
     assert info["angle"] == pytest.approx(0.4) and not env.physics.data.qvel.any()
     for episode in data.episodes:
         assert np.array_equal(episode.images[0], obs) and episode.meta["start_angles"] == [0.4, 0.4]

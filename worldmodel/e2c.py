@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import envs
+from envs.rollout import pose_state
 from worldmodel.atomic import atomic_write_json
 
 PUBLISHED = {  # PC3 paper (Shu et al. 2020), Table 1: % time in goal region, (all models, best model)
@@ -136,19 +137,6 @@ def make_planner(config: E2CConfig) -> Any:
                          f"{config.planner!r}; set feedback=false or planner=ilqr")
     defaults = {"iterations": 20, "feedback": config.feedback} if config.planner == "ilqr" else {}
     return planners.make(config.planner, **{**defaults, **config.planner_overrides})
-
-
-def pose_state(env: Any, angle: float, velocity: float = 0.0, seed: int = 0) -> np.ndarray:
-    """A `get_sim_state()` vector of `env` with the pole at `angle` (0 = upright) and at rest."""
-    env.reset(seed=seed)
-    q = env.physics.data.qpos
-    index = 0 if env.name.startswith("pendulum") else 1
-    q[:] = 0.0
-    q[index] = angle
-    env.physics.data.qvel[:] = 0.0
-    env.physics.data.qvel[index] = velocity
-    env.physics.forward()
-    return env.get_sim_state()
 
 
 @torch.no_grad()

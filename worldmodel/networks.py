@@ -75,7 +75,7 @@ class PaddedConvTranspose2d(nn.ConvTranspose2d):
         if self.bias is None:
             return F.pad(y, (0, pw, 0, ph))
         n, c, h, w = y.shape
-        layout = (torch.channels_last if y.dim() == 4 and not y.is_contiguous()
+        layout = (torch.channels_last if not y.is_contiguous()
                   and y.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
         out = torch.empty((n, c, h + ph, w + pw), dtype=y.dtype, device=y.device,
                           memory_format=layout)
