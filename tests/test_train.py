@@ -181,6 +181,24 @@ def test_resume_with_conflicting_settings_names_field_and_values(data, tmp_path)
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2  # nothing was trained
 
 
+def test_a_copied_project_resumes_on_its_own_data_and_a_lost_dataset_is_named(tmp_path):
+    import shutil
+
+    original = tmp_path / "a"
+    make_dataset(original / "data", episodes=2)
+    train(tiny_model_config(), tiny_train_config(steps=2), original / "data", original / "run", progress=False)
+    shutil.copytree(original, tmp_path / "b")
+    shutil.rmtree(original / "data")  # the copy must not need the original's data
+    copy = tmp_path / "b"
+    train(None, tiny_train_config(steps=4), copy / "data", copy / "run", resume=True, progress=False)
+    config = json.loads((copy / "run" / "config.json").read_text())
+    assert Path(config["data"]) == (copy / "data").resolve() and config["data_relative"] == "../data"
+    assert load_checkpoint(copy / "run" / "checkpoint.pt")["step"] == 4
+    shutil.rmtree(copy / "data")
+    with pytest.raises(CheckpointError, match=r"data of the run .* is not where its config.json says"):
+        train(None, None, None, copy / "run", resume=True, progress=False)
+
+
 def test_data_that_does_not_fit_the_model(data, tmp_path):
     with pytest.raises(ValueError, match="action_dim 1 but the model config has action_dim 2"):
         train(tiny_model_config(action_dim=2), tiny_train_config(), data, tmp_path / "r", progress=False)

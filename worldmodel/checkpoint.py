@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import platform
 import zipfile
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from worldmodel.atomic import atomic_torch_save, atomic_write_json
+from worldmodel.data.dataset import MANIFEST
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
@@ -132,6 +134,31 @@ def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
     atomic_write_json(Path(run_dir) / CONFIG_FILE, config)
 
 
+def data_record(run_dir: str | Path, data_path: str | Path) -> dict[str, str]:
+    """config.json's keys for a run's data: `data` (absolute) and `data_relative` (from the run
+    folder), so that a run folder copied or moved together with its data still finds it."""
+    data = Path(data_path).resolve()
+    return {"data": str(data), "data_relative": os.path.relpath(data, Path(run_dir).resolve())}
+
+
+def run_data_path(run_dir: str | Path, stored: dict[str, Any]) -> Path:
+    """The data folder of the run in `run_dir`, from its config.json `stored`.
+
+    The location relative to the run folder wins when it holds data: a copy of `runs/a` (run and
+    data) made as `runs/b` then trains on `runs/b/data`, not on the original's. Otherwise the
+    absolute path; an error names both when neither holds a dataset.
+    """
+    absolute = Path(stored["data"])
+    relative = stored.get("data_relative")
+    candidates = ([(Path(run_dir) / relative).resolve()] if relative is not None else []) + [absolute]
+    for candidate in candidates:
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    raise CheckpointError(f"the data of the run in {run_dir} is not where its {CONFIG_FILE} says "
+                          f"({' or '.join(map(str, dict.fromkeys(candidates)))}); move the data back "
+                          f"or edit the 'data' key of {Path(run_dir) / CONFIG_FILE}")
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """config.json of a run folder; a folder without one is an error saying how to make one."""
     path = Path(run_dir) / CONFIG_FILE
@@ -164,7 +191,14 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"
     model.load_state_dict(state["model"])
     model.eval()
     config_path = Path(run_dir) / CONFIG_FILE
-    data = json.loads(config_path.read_text()).get("data") if config_path.exists() else None
+    data = None
+    if config_path.exists():
+        stored = json.loads(config_path.read_text())
+        if "data" in stored:
+            try:
+                data = str(run_data_path(run_dir, stored))
+            except CheckpointError:  # the model loads without its data; report where it was
+                data = stored["data"]
     info = {"step": int(state["step"]), "train_config": state["train_config"], "data": data,
             "wall_time": float(state["wall_time"]), "path": str(path)}
     return model, model_config, info

@@ -33,7 +33,9 @@ def run_task(run_dir: str | Path) -> dict[str, Any]:
     config = json.loads(config_path.read_text())
     manifest = config.get("data_manifest")
     if manifest is None:
-        data = Path(config["data"])
+        from worldmodel.checkpoint import run_data_path
+
+        data = run_data_path(run_dir, config)
         manifest = json.loads((data / "manifest.json").read_text())
     return {"task": manifest["task"], "image_size": int(manifest["image_size"]),
             "action_repeat": int(manifest["action_repeat"])}

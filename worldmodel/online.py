@@ -234,7 +234,7 @@ class _OnlineRun:
                     "action_repeat": self.env.action_repeat, "action_dim": self.env.action_dim,
                     "state_dim": self.env.state_dim}
         record = {**stored, "online": self.config.to_dict(), "model": self.model_config.to_dict(),
-                  "train": self.train_config.to_dict(), "data": str((self.out / DATA_DIR).resolve()),
+                  "train": self.train_config.to_dict(), **ckpt.data_record(self.out, self.out / DATA_DIR),
                   "data_manifest": manifest, "world_size": 1, "versions": ckpt.versions(),
                   "task_default_action_repeat": spec(self.config.task).action_repeat}
         record.setdefault("created", now)

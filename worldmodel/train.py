@@ -264,10 +264,11 @@ def _settle_run(model_config: Any, config: TrainConfig | None, data_path: str | 
         # filled with today's defaults: a setting added since the run started is not a conflict
         ckpt.check_resume_agrees(TrainConfig.from_dict(stored["train"]).to_dict(), config.to_dict(),
                                  "train", RESUMABLE_CHANGES)
-    if data_path is not None and Path(data_path).resolve() != Path(stored["data"]).resolve():
-        ckpt.check_resume_agrees({"data": stored["data"]}, {"data": str(Path(data_path).resolve())}, "run")
+    stored_data = ckpt.run_data_path(out_dir, stored)
+    if data_path is not None and Path(data_path).resolve() != stored_data:
+        ckpt.check_resume_agrees({"data": str(stored_data)}, {"data": str(Path(data_path).resolve())}, "run")
     return (ModelConfig.from_dict(stored["model"]), config or TrainConfig.from_dict(stored["train"]),
-            Path(stored["data"]), stored)
+            stored_data, stored)
 
 
 def train(model_config: Any, train_config: TrainConfig | None, data_path: str | Path | None,
@@ -315,7 +316,7 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
     if info.is_main:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         run_config = {**run_config, "model": model_config.to_dict(), "train": config.to_dict(),
-                      "data": str(data_path.resolve()), "data_manifest": trainer.dataset.manifest,
+                      **ckpt.data_record(out_dir, data_path), "data_manifest": trainer.dataset.manifest,
                       "world_size": info.world_size, "versions": ckpt.versions()}
         run_config.setdefault("created", now)
         if resume:
