@@ -134,10 +134,15 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     path = on_disk["oracle_path"]
     assert len(path["angle"]) == len(path["latent_goal_cost"]) == config.steps + 1
     assert Image.open(on_disk["pictures"]["goal_cost"]).size[0] > 0
-    # a re-run reuses the data and the trained model; this one follows iLQR's gains between replans
-    again = run_e2c(replace(config, feedback=True), tmp_path, progress=False)
+    assert result["goal"]["kind"] == "image" and result["goal"]["drift"] >= 0
+    # a re-run reuses the data and the trained model; this one follows iLQR's gains between
+    # replans, towards the latent the model holds still
+    again = run_e2c(replace(config, feedback=True, goal="equilibrium"), tmp_path, progress=False)
     assert len(EpisodeDataset(tmp_path / "data")) == config.episodes
     assert again["settings"]["feedback"] and all(e["plans"] >= 1 for e in again["episodes"])
+    goal = again["goal"]
+    assert goal["image_goal_drift"] == pytest.approx(result["goal"]["drift"])
+    assert goal["drift"] < goal["image_goal_drift"] and goal["distance_from_image_goal"] > 0
 
 
 def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
@@ -174,6 +179,8 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     assert make_planner(E2CConfig(feedback=True)).feedback  # iLQR returns its gains
     with pytest.raises(ValueError, match="feedback between replans needs planner 'ilqr'"):
         make_planner(E2CConfig(planner="cem", feedback=True))
+    with pytest.raises(ValueError, match=r"goal must be one of \('image', 'equilibrium'\), got 'pixels'"):
+        E2CConfig(goal="pixels")
 
 
 def test_e2c_oracle_balances_the_cartpole_from_upright():
