@@ -188,8 +188,8 @@ def main() -> None:
     from worldmodel.checkpoint import load_model
     from worldmodel.config import check_known_keys
     from worldmodel.evaluate import parse_overrides
-    from worldmodel.e2c import (E2CConfig, goal_episode, goal_latent, make_planner, oracle_goal_episode,
-                                start_states)
+    from worldmodel.e2c import E2CConfig, goal_episode, goal_latent, make_planner, start_states
+    from worldmodel.e2c_oracle import oracle_goal_episode
 
     stored = json.loads((args.run / "e2c_swingup.json").read_text())["settings"]
     overrides = parse_overrides(args.set)

@@ -148,7 +148,8 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
 def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
     """The protocol's ceiling: iLQR MPC on the true simulator with the quadratic angle cost."""
     import planners
-    from worldmodel.e2c import E2CConfig, oracle_goal_episode, start_states
+    from worldmodel.e2c import E2CConfig, start_states
+    from worldmodel.e2c_oracle import oracle_goal_episode
 
     env = envs.make("pendulum-swingup", image_size=32)
     planner = planners.make("ilqr", iterations=20)
@@ -186,7 +187,8 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
 def test_e2c_oracle_balances_the_cartpole_from_upright():
     """The cart-pole protocol's ceiling: iLQR MPC on the true simulator keeps the pole upright."""
     import planners
-    from worldmodel.e2c import E2CConfig, oracle_goal_episode, start_states
+    from worldmodel.e2c import E2CConfig, start_states
+    from worldmodel.e2c_oracle import oracle_goal_episode
 
     env = envs.make("cartpole-balance", image_size=32)
     config = E2CConfig.for_task("cartpole-balance", start="balance", steps=20, pairs=1)

@@ -69,7 +69,7 @@ def goal_cost_along(model: Any, frames: Sequence[np.ndarray], actions: np.ndarra
 def goal_cost_view(model: Any, heldout: Any, goal: torch.Tensor, oracle: dict[str, Any] | None,
                    task: str, picture: Path) -> dict[str, Any]:
     """The goal cost by |angle| over the held-out episodes and, given an oracle episode recorded
-    by `e2c.oracle_goal_episode(record=True)`, along it; draws both into `picture`."""
+    by `e2c_oracle.oracle_goal_episode(record=True)`, along it; draws both into `picture`."""
     from worldmodel import viz
     from worldmodel.visualize import heldout_latents
 
