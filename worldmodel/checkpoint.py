@@ -138,7 +138,10 @@ def data_record(run_dir: str | Path, data_path: str | Path) -> dict[str, str]:
     """config.json's keys for a run's data: `data` (absolute) and `data_relative` (from the run
     folder), so that a run folder copied or moved together with its data still finds it."""
     data = Path(data_path).resolve()
-    return {"data": str(data), "data_relative": os.path.relpath(data, Path(run_dir).resolve())}
+    try:
+        return {"data": str(data), "data_relative": os.path.relpath(data, Path(run_dir).resolve())}
+    except ValueError:  # on another drive (Windows): no relative path exists
+        return {"data": str(data)}
 
 
 def run_data_path(run_dir: str | Path, stored: dict[str, Any]) -> Path:
