@@ -6,7 +6,7 @@ from upright, our models drift from the upright image's latent by about a fifth 
 one-step effect per step under zero action (README, E2C section), so iLQR pushes every step to
 hold the goal. `equilibrium_goal` moves the goal to the nearby latent that the model's own dynamics
 keep (nearly) still under a rest action. Measured on one pendulum model, it did not change the
-balance score (README): the drift is a symptom of the model's error near upright, not its cause.
+balance score (README), so on that model the drift is not what limits balance.
 """
 from __future__ import annotations
 
