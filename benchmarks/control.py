@@ -6,9 +6,11 @@
 
 Each seed runs `worldmodel.online.run_online` in RUNS/<task>-<preset>-s<seed> and resumes
 there if the folder holds a run (so a 100k run may span several sittings; a finished run is not
-redone). The table then reads every finished run (summary.json) under RUNS, groups runs whose
-settings differ only in seed and device, and writes
+redone). The table then reads every finished run (summary.json) under RUNS, adds the runs recorded
+by earlier tabulations whose folders are not here (RESULTS/control_runs.json; run folders stay on
+the machine that made them), groups runs whose settings differ only in seed and device, and writes
 
+    RESULTS/control_runs.json  every run tabulated: {folder, config, summary}
     RESULTS/control.json   a list of rows: task, env_steps, return_mean, return_stderr, seeds,
                            wall_hours, device, command, preset (keys other tools read; keep them)
                            plus stderr_over, seed_returns, headline
@@ -49,6 +51,9 @@ ANCHORS = [
 ]
 HEADLINE_SEEDS = 3  # DESIGN.md section 6: headline numbers over >= 3 training seeds
 _PER_RUN = ("seed", "device", "env_steps")  # settings that may differ between runs of one row
+# Every finished run tabulated so far, {folder, config, summary}: run folders are big and stay on the
+# machine that made them, so the table is built from these records plus the folders present now.
+RECORDS_FILE = "control_runs.json"
 
 
 def run_folder(runs: Path, task: str, preset: str, seed: int, sets: Sequence[str] = ()) -> Path:
@@ -92,6 +97,30 @@ def finished_runs(runs: Path) -> list[dict[str, Any]]:
         shown = folder.resolve().relative_to(ROOT) if folder.resolve().is_relative_to(ROOT) else folder
         found.append({"folder": str(shown), "config": config, "summary": summary})
     return found
+
+
+def load_records(path: Path) -> list[dict[str, Any]]:
+    """The finished runs recorded by earlier tabulations (RESULTS/control_runs.json), if any."""
+    if not path.is_file():
+        return []
+    records = json.loads(path.read_text())
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"folder", "config", "summary"} <= r.keys()
+                                                for r in records):
+        raise ValueError(f"{path} is not a list of {{folder, config, summary}} records; restore it from git "
+                         "or delete it to tabulate only the run folders present now")
+    return records
+
+
+def merge_records(recorded: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Recorded runs updated by the run folders found now: a run found now replaces the record of
+    its folder's name (the name says task, settings and seed: `run_folder`), and a recorded run
+    whose folder is gone (another machine, a fresh checkout) keeps its row."""
+    from worldmodel.online_config import OnlineConfig
+
+    merged = {Path(r["folder"]).name: {**r, "config": OnlineConfig.from_dict(r["config"]).to_dict()}
+              for r in recorded}
+    merged.update({Path(r["folder"]).name: r for r in found})
+    return [merged[k] for k in sorted(merged)]
 
 
 def reproduce_command(config: dict[str, Any], seeds: list[int]) -> str:
@@ -171,9 +200,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list[dict[str, Any]], results: Path) -> None:
+def write_results(rows: list[dict[str, Any]], results: Path, runs: list[dict[str, Any]]) -> None:
     from worldmodel.atomic import atomic_write_bytes, atomic_write_json
 
+    atomic_write_json(results / RECORDS_FILE, runs)
     atomic_write_json(results / "control.json", rows)
     atomic_write_bytes(results / "control.md", markdown(rows).encode())
     print(markdown(rows))
@@ -197,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.collect_only:
         run_seeds(args)
-    runs = finished_runs(args.runs)
+    records = args.results / RECORDS_FILE
+    runs = merge_records(load_records(records), finished_runs(args.runs))
     if not runs:
-        print(f"no finished online runs under {args.runs}; run this script without --collect-only first",
-              file=sys.stderr)
+        print(f"no finished online runs under {args.runs} nor in {records}; run this script without "
+              "--collect-only first", file=sys.stderr)
         return 1
-    write_results(table_rows(runs), args.results)
+    write_results(table_rows(runs), args.results, runs)
     return 0
 
 

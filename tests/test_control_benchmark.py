@@ -45,3 +45,24 @@ def test_lever_runs_get_their_own_folders(tmp_path):
     assert both.name == "cartpole-swingup-cpu-horizon=15-model.kl_scale=0.5-s1"
     odd = control.run_folder(tmp_path, "t", "cpu", 0, ['planner.noise="pink / 2"'])
     assert odd.parent == tmp_path and "/" not in odd.name and " " not in odd.name
+
+
+def test_recorded_runs_keep_their_rows_when_their_folders_are_gone(tmp_path):
+    """Run folders stay on the machine that made them: a later tabulation elsewhere joins the runs
+    it finds to the recorded ones, and a folder present now replaces its own record."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    results.mkdir()
+    _run(runs / "cartpole-swingup-cpu-s0", 0, 400.0)
+    _run(runs / "cartpole-swingup-cpu-s1", 1, 500.0)
+    assert control.main(["--collect-only", "--runs", str(runs), "--results", str(results)]) == 0
+    assert json.loads((results / "control.json").read_text())[0]["seeds"] == [0, 1]
+
+    elsewhere = tmp_path / "fresh_checkout_runs"
+    _run(elsewhere / "cartpole-swingup-cpu-s1", 1, 550.0)  # seed 1 rerun here: replaces its record
+    _run(elsewhere / "cartpole-swingup-cpu-s2", 2, 600.0)
+    assert control.main(["--collect-only", "--runs", str(elsewhere), "--results", str(results)]) == 0
+    (row,) = json.loads((results / "control.json").read_text())
+    assert row["seeds"] == [0, 1, 2] and row["headline"]
+    assert row["seed_returns"] == [400.0, 550.0, 600.0]
+    recorded = json.loads((results / control.RECORDS_FILE).read_text())
+    assert [Path(r["folder"]).name for r in recorded] == [f"cartpole-swingup-cpu-s{i}" for i in range(3)]
