@@ -6,7 +6,7 @@ Writes benchmarks/results/planner_speed.json and benchmarks/results/planner_pend
 (a) An RSSM-sized stand-in (PlaNet, Hafner et al. 2019: deterministic 200, stochastic 30, hidden
     200, action 1; state s = [h, z], S = 230) with a reward MLP; CEM at PlaNet's settings (H = 12,
     10 iterations, 1000 candidates, 100 elites) in float32 and under bfloat16 autocast; iCEM / MPPI
-    sample counts to reach CEM's cost; iLQR ms per iteration at H = 12.
+    samples to reach CEM's cost (`planner_samples.py`); iLQR ms per iteration at H = 12.
 (b) A locally-linear (E2C) latent of dimension 8 with closed-form Jacobians: all planners.
 (c) The torch pendulum swing-up problem: cost reached vs planning time for each planner.
 The float32 matmul GFLOP/s is measured in the same run; FLOPs per action count 2·in·out per
@@ -27,89 +27,16 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import planners  # noqa: E402
 from planners.rollout import total_cost  # noqa: E402
 from worldmodel.atomic import atomic_write_bytes  # noqa: E402
 
+from planner_problems import LocallyLinear, RSSMStandIn, matmul_gflops, rssm_problem  # noqa: E402
+from planner_samples import print_table, sample_efficiency  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
-    """Median GFLOP/s of an n x n matmul in `dtype` (the floor planners are compared to)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
-
-
-class RSSMStandIn(nn.Module):
-    """PlaNet-sized latent dynamics: s = [h (200), z (30)], a (1); mean of the prior as next z."""
-
-    def __init__(self, deter: int = 200, stoch: int = 30, hidden: int = 200, action: int = 1):
-        super().__init__()
-        self.deter, self.stoch = deter, stoch
-        self.embed = nn.Linear(stoch + action, hidden)
-        self.cell = nn.GRUCell(hidden, deter)
-        self.prior = nn.Sequential(nn.Linear(deter, hidden), nn.ELU(), nn.Linear(hidden, 2 * stoch))
-        self.reward = nn.Sequential(nn.Linear(deter + stoch, hidden), nn.ELU(),
-                                    nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, 1))
-
-    def step(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:  # [N, 230], [N, 1]
-        h, z = s[:, :self.deter], s[:, self.deter:]
-        h = self.cell(torch.nn.functional.elu(self.embed(torch.cat([z, a], -1))), h)
-        z = self.prior(h)[:, :self.stoch]
-        return torch.cat([h, z], -1)
-
-    def cost(self, s: torch.Tensor) -> torch.Tensor:  # [N, 230] -> [N], cost = -reward
-        return -self.reward(s).squeeze(-1)
-
-    def flops(self) -> tuple[int, int]:
-        """(FLOPs of one step, FLOPs of one reward) per candidate."""
-        lin = lambda m: sum(2 * l.in_features * l.out_features for l in m.modules()  # noqa: E731
-                            if isinstance(l, nn.Linear))
-        gru = 2 * 3 * self.cell.hidden_size * (self.cell.input_size + self.cell.hidden_size)
-        return lin(self.embed) + gru + lin(self.prior), lin(self.reward)
-
-
-def rssm_problem(model: RSSMStandIn, horizon: int = 12) -> planners.Problem:
-    return planners.Problem(step=model.step, running_cost=lambda s, a: model.cost(s),
-                            terminal_cost=model.cost, horizon=horizon, action_low=-1.0,
-                            action_high=1.0, action_dim=1)
-
-
-class LocallyLinear(nn.Module):
-    """E2C-style z' = A(z) z + B(z) a + c(z), A = I + v rᵀ; Jacobians taken in closed form."""
-
-    def __init__(self, dim: int = 8, action: int = 1, hidden: int = 64):
-        super().__init__()
-        self.dim, self.action = dim, action
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 2 * dim + dim * action + dim))
-
-    def matrices(self, z: torch.Tensor):
-        out = self.net(z)
-        d, m = self.dim, self.action
-        v, r = 0.1 * torch.tanh(out[:, :d]), 0.1 * torch.tanh(out[:, d:2 * d])
-        A = torch.eye(d, dtype=z.dtype) + v.unsqueeze(2) * r.unsqueeze(1)  # [N, d, d]
-        B = 0.1 * out[:, 2 * d:2 * d + d * m].reshape(-1, d, m)  # [N, d, m]
-        c = 0.01 * out[:, 2 * d + d * m:]
-        return A, B, c
-
-    def step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        A, B, c = self.matrices(z)
-        return (A @ z.unsqueeze(2) + B @ a.unsqueeze(2)).squeeze(2) + c
-
-    def jacobians(self, z: torch.Tensor, a: torch.Tensor):
-        A, B, _ = self.matrices(z)
-        return A, B
 
 
 def mpc_ms_per_action(planner, problem, state0, steps: int, autocast: bool = False) -> dict:
@@ -125,21 +52,6 @@ def mpc_ms_per_action(planner, problem, state0, steps: int, autocast: bool = Fal
         with torch.inference_mode():
             state = problem.step(state[None], action[None])[0].float()
     return {"ms_median": statistics.median(times), "ms_all": times, "plan_costs": costs}
-
-
-def samples_to_reach(make, budgets, problem, state, target: float) -> dict:
-    """Smallest population (and total samples) whose plan cost is <= target; None if none."""
-    tried = []
-    for n in budgets:
-        planner = make(n)
-        with torch.inference_mode():
-            res = planner.plan(problem, state, generator=torch.Generator().manual_seed(0))
-        total = int(sum(res.info.get("population", [n] * res.info["iterations"])))
-        tried.append({"population": n, "cost": res.cost, "time_ms": 1e3 * res.info["time_s"]})
-        if res.cost <= target:
-            return {"population": n, "tried": tried, "reached": True,
-                    "total_samples_approx": n * res.info["iterations"], "sum": total}
-    return {"population": None, "tried": tried, "reached": False}
 
 
 def pendulum_curves(quick: bool) -> dict:
@@ -340,16 +252,7 @@ def main() -> None:
         c16 = float(total_cost(problem, state, plans[True].actions[None])[0])
     rssm["bf16_plan_cost_fp32_eval"] = {"fp32_plan": c32, "bf16_plan": c16,
                                         "relative_change": (c16 - c32) / abs(c32)}
-    with torch.inference_mode():
-        target = cem.plan(problem, state, generator=torch.Generator().manual_seed(0)).cost
-    rssm["cem_cost"] = target
-    budgets = [25, 50, 100, 200, 400, 1000]
-    rssm["icem_to_cem_cost"] = samples_to_reach(
-        lambda n: planners.CEM.icem(candidates=n, elites=max(2, n // 10)), budgets, problem,
-        state, target)
-    rssm["mppi_to_cem_cost"] = samples_to_reach(
-        lambda n: planners.make("mppi", samples=n, elites=max(2, n // 8), init_std=1.0), budgets,
-        problem, state, target)
+    rssm["samples_to_reach_cem"] = sample_efficiency(problem, state)  # iCEM / MPPI vs CEM
     for p in model.parameters():
         p.requires_grad_(True)
     times = []
@@ -406,8 +309,7 @@ def main() -> None:
     for name, r in local.items():
         print(f"{'locally-linear d=8 ' + name + ' (per action)':44s} {r['ms']:9.2f}")
     print("bf16 plan cost change (fp32 eval):", rssm["bf16_plan_cost_fp32_eval"])
-    for k in ("icem_to_cem_cost", "mppi_to_cem_cost"):
-        print(k, {"population": rssm[k]["population"], "reached": rssm[k]["reached"]})
+    print_table(rssm["samples_to_reach_cem"])
     for name, pts in curves.items():
         print("pendulum", name, [(round(p["time_ms"], 1), round(p["cost"], 2)) for p in pts])
 

@@ -84,6 +84,7 @@ class CEM:
         kept: Optional[torch.Tensor] = None  # [k, H, A] elites carried over (iCEM)
         history: list[float] = []
         info: dict = {"converged": False}
+        rolled = 0  # candidate sequences rolled out (kept elites count again: they are rolled again)
         with torch.no_grad():
             for i in range(self.iterations):
                 n = max(int(math.ceil(self.candidates / self.population_decay ** i)),
@@ -94,6 +95,7 @@ class CEM:
                 if kept is not None:
                     samples = torch.cat([samples, kept])
                 costs = total_cost(problem, state, samples)  # [n (+k)]
+                rolled += samples.shape[0]
                 k = min(self.elites, samples.shape[0])
                 elite_costs, idx = torch.topk(costs, k, largest=False)  # ascending
                 finite = torch.isfinite(elite_costs)
@@ -114,6 +116,6 @@ class CEM:
                     info["converged"] = True
                     break
         info.update(iterations=len(history), cost_history=history, best_sample_cost=best_cost,
-                    final_std_max=float(std.max()))
+                    final_std_max=float(std.max()), samples=rolled)
         chosen = best_u if self.return_best else clamp_actions(mean, low, high)
         return finish(problem, state, torch.stack([u0, chosen]), info, started)

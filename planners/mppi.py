@@ -80,6 +80,7 @@ class MPPI:
                 std = spread.clamp(self.min_std, self.max_std)
                 best_cost = min(best_cost, float(elite_costs[0]))
                 history.append(float(elite_costs[0]))
-        info.update(iterations=len(history), cost_history=history, best_sample_cost=best_cost)
+        info.update(iterations=len(history), cost_history=history, best_sample_cost=best_cost,
+                    samples=self.samples * len(history))  # sequences rolled out
         return finish(problem, state, torch.stack([u0, clamp_actions(mean, low, high)]), info,
                       started)

@@ -143,7 +143,8 @@ class PlanResult:
 
     actions [H, A] inside the bounds, in the dtype of the start state; cost: total cost J of
     `actions` from the start state (one fresh rollout); info: diagnostics (iterations, converged,
-    cost_history, time_s, improved, and planner-specific entries).
+    cost_history, time_s, improved, and planner-specific entries; sampling planners give
+    `samples`, the number of action sequences they rolled out).
     """
 
     actions: torch.Tensor

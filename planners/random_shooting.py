@@ -54,5 +54,5 @@ class RandomShooting:
             costs = total_cost(problem, state, samples)  # [N]
             best = int(torch.argmin(costs))
         info = {"iterations": 1, "converged": True, "cost_history": [float(costs[best])],
-                "candidates": self.candidates}
+                "candidates": self.candidates, "samples": self.candidates}
         return finish(problem, state, torch.stack([u0, samples[best]]), info, started)

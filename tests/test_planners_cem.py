@@ -84,3 +84,25 @@ def test_dtype_shape_bounds_and_determinism(dtype: torch.dtype) -> None:
     assert torch.equal(a.actions, b.actions) and not torch.equal(a.actions, c.actions)
     assert bool((a.actions >= -0.1).all() and (a.actions <= 0.2).all())
     assert len(a.info["cost_history"]) == 3 and a.info["time_s"] > 0
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("cem", dict(iterations=3, candidates=40, elites=4)),
+    ("icem", dict(iterations=5, candidates=40, elites=4)),  # population decay + kept elites
+    ("mppi", dict(iterations=3, samples=30, elites=5)),
+    ("random", dict(candidates=25)),
+])
+def test_info_samples_counts_the_sequences_rolled_out(name: str, settings: dict) -> None:
+    """info["samples"] is what sample-efficiency comparisons divide by: it must equal the rows
+    the planner's rollouts pushed through `step` (less the final re-evaluation of two plans)."""
+    problem, state, _ = small_lq()
+    rows = []
+    counted = planners.Problem(step=lambda s, a: (rows.append(s.shape[0]), problem.step(s, a))[1],
+                               running_cost=problem.running_cost, terminal_cost=problem.terminal_cost,
+                               horizon=problem.horizon, action_low=-5.0, action_high=5.0,
+                               action_dim=problem.dim_action)
+    planner = (planners.CEM.icem(**settings) if name == "icem" else planners.make(name, **settings))
+    res = planner.plan(counted, state, generator=torch.Generator().manual_seed(0))
+    assert res.info["samples"] == sum(rows) // problem.horizon - 2  # finish() rolls out [init, plan]
+    if name == "icem":  # decayed populations plus 30 % of the elites rolled again
+        assert res.info["samples"] < settings["iterations"] * settings["candidates"]

@@ -34,9 +34,10 @@ def run_task(run_dir: str | Path) -> dict[str, Any]:
     manifest = config.get("data_manifest")
     if manifest is None:
         from worldmodel.checkpoint import run_data_path
+        from worldmodel.data.dataset import MANIFEST
 
         data = run_data_path(run_dir, config)
-        manifest = json.loads((data / "manifest.json").read_text())
+        manifest = json.loads((data / MANIFEST).read_text())
     return {"task": manifest["task"], "image_size": int(manifest["image_size"]),
             "action_repeat": int(manifest["action_repeat"])}
 
