@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if not args.collect_only:
+        from worldmodel.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as the `worldmodel` command does (worldmodel/allocator.py)
         run_seeds(args)
     records = args.results / RECORDS_FILE
     runs = merge_records(load_records(records), finished_runs(args.runs))

@@ -211,14 +211,19 @@ def main() -> None:
                         help="time only CEM on the library's planet RSSM (each planning mode)")
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads (1: on a shared 2-core machine, 2 oversubscribes)")
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc as it is")
     args = parser.parse_args()
+    from worldmodel.allocator import keep_freed_memory
+
+    malloc_tuned = keep_freed_memory() if not args.default_malloc else False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # network initialisation only (script, not library)
     steps = 3 if args.quick else 7
     out: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
                  "torch": torch.__version__, "cpu_count": os.cpu_count(),
                  "command": "python " + shlex.join(sys.argv),
-                 "load_average_1min_at_start": os.getloadavg()[0]}  # other jobs sharing the CPU
+                 "load_average_1min_at_start": os.getloadavg()[0],  # other jobs sharing the CPU
+                 "keep_freed_memory": malloc_tuned}
     out["matmul_gflops_fp32"] = gflops = matmul_gflops()
     out["matmul_gflops_bf16"] = matmul_gflops(dtype=torch.bfloat16)
     if args.only_worldmodel_cem:

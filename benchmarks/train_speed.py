@@ -183,8 +183,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "comparison (default 300 on CUDA, 0 on a CPU)")
     p.add_argument("--profile", action="store_true", help="torch.profiler top ops of each run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc malloc as it is "
+                   "(the library's commands call worldmodel.allocator.keep_freed_memory)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = p.parse_args(argv)
+    from worldmodel.allocator import keep_freed_memory
+
+    malloc_tuned = keep_freed_memory() if not args.default_malloc else False
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "bfloat16": matmul_gflops(device, torch.bfloat16, n)}
     machine = {"device": describe(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version(), "matmul_n": n, "tf32": torch.backends.cuda.matmul.allow_tf32,
-               "load_average_1min_at_start": os.getloadavg()[0]}  # other jobs sharing the CPU
+               "load_average_1min_at_start": os.getloadavg()[0],  # other jobs sharing the CPU
+               "keep_freed_memory": malloc_tuned}
     print(f"{machine['device']}; torch {torch.__version__}; {machine['threads']} CPU threads")
     print(f"matmul {n}x{n}: float32 {matmul['float32']:.0f} GFLOP/s, bfloat16 {matmul['bfloat16']:.0f} GFLOP/s")
     rows = []

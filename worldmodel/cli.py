@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.verb == "collect":
         args.policy = _resolve_policy(args.policy)
+    from worldmodel.allocator import keep_freed_memory
+
+    keep_freed_memory()  # CPU updates without a page fault per large block (allocator.py)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
