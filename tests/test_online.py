@@ -180,12 +180,15 @@ def test_resume_accepts_settings_added_since_the_run_started_and_speed_knobs(sta
     older = tmp_path / "older"
     shutil.copytree(started_run, older)
     stored = json.loads((older / "config.json").read_text())
-    for key in ("planning_precision", "compile_planning"):  # a run made before they existed
+    for key in ("planning_precision", "compile_planning", "channels_last"):  # a run made before they existed
         del stored["online"][key]
     (older / "config.json").write_text(json.dumps(stored))
     assert online._settle_config(tiny(), older, resume=True) == tiny()
     faster = tiny(planning_precision="bfloat16", compile_planning=True)
     assert online._settle_config(faster, older, resume=True) == faster
+    with pytest.raises(ValueError, match="channels_last"):  # the optimiser's state has the old layout
+        online._settle_config(tiny(channels_last=True), older, resume=True)
+    assert tiny(channels_last=True, precision="bfloat16").train_config().channels_last
 
 
 def test_a_new_run_never_overwrites_an_existing_one(started_run):

@@ -57,6 +57,9 @@ class OnlineConfig(DictConfig):
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "float32"  # float32 | bfloat16
+    # NHWC conv layout for the updates (same maths); with precision="bfloat16" the fastest CPU
+    # update measured (benchmarks/train_speed.py), untested for return as a lever so far
+    channels_last: bool = False
     checkpoint_every: int = 1  # collected episodes between checkpoints
     preset: str = "cpu"  # the name of the preset these settings started from (a label for tables)
 
@@ -116,7 +119,8 @@ class OnlineConfig(DictConfig):
 
         return TrainConfig(steps=steps, batch_size=self.batch_size, chunk_length=self.chunk_length,
                            lr=self.lr, adam_eps=self.adam_eps, grad_clip=self.grad_clip, seed=self.seed,
-                           device=self.device, precision=self.precision, quantize_bits=self.quantize_bits)
+                           device=self.device, precision=self.precision, quantize_bits=self.quantize_bits,
+                           channels_last=self.channels_last)
 
 
 def planner_settings(config: OnlineConfig) -> dict[str, Any]:
