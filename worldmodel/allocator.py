@@ -3,12 +3,14 @@
 glibc's malloc serves large blocks (above a threshold of 128 KiB to 32 MiB) with fresh `mmap`
 pages and returns them to the kernel on `free`. A training update allocates and frees hundreds
 of such blocks (activations, gradients, image batches), so each update pays the kernel to
-zero-fill and map the same memory again. On the project's 2-core CPU, that took most of the
-kernel time of an update. Keeping freed blocks in malloc's heap removes it (measured with
-`benchmarks/train_speed.py`; README, "Speed on this machine"):
+zero-fill and map the same memory again. On the project's 2-core CPU, the kernel took 58 of the
+143 CPU-seconds of one `benchmarks/train_speed.py --presets planet` run. Keeping freed blocks in
+malloc's heap removes that (`train_speed.py` with and without `--default-malloc`, idle machine;
+README, "Speed on this machine"):
 
-- `planet` preset, bf16 + channels_last: 891 -> 1163 frames/s, minor page faults 4.2 M -> 0.6 M;
-- `small` preset, float32: 268 -> 219 ms per update.
+- `planet` preset, bf16 + channels_last: 972 -> 1262 frames/s (minor page faults 4.2 M -> 0.6 M
+  in an ad-hoc A/B);
+- `small` preset, float32: 313 -> 224 ms per update.
 
 The price is memory held after a peak (peak RSS 1.6 -> 2.3 GB for the `planet` update). The
 `worldmodel` command and the benchmarks call `keep_freed_memory()` at start. A program that
