@@ -62,11 +62,13 @@ class MPPI:
         history: list[float] = []
         info: dict = {"converged": False}
         best_cost = math.inf
+        rolled = 0  # sequences rolled out, the iteration that found no finite cost included
         with torch.no_grad():
             for i in range(self.iterations):
                 noise = coloured_noise(self.samples, H, A, self.noise_beta, gen, state)
                 samples = clamp_actions(mean + std * noise, low, high)  # [N, H, A]
                 costs = total_cost(problem, state, samples)  # [N]
+                rolled += samples.shape[0]
                 elite_costs, idx = torch.topk(costs, self.elites, largest=False)
                 finite = torch.isfinite(elite_costs)
                 if not bool(finite.any()):
@@ -81,6 +83,6 @@ class MPPI:
                 best_cost = min(best_cost, float(elite_costs[0]))
                 history.append(float(elite_costs[0]))
         info.update(iterations=len(history), cost_history=history, best_sample_cost=best_cost,
-                    samples=self.samples * len(history))  # sequences rolled out
+                    samples=rolled)
         return finish(problem, state, torch.stack([u0, clamp_actions(mean, low, high)]), info,
                       started)

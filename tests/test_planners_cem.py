@@ -106,3 +106,13 @@ def test_info_samples_counts_the_sequences_rolled_out(name: str, settings: dict)
     assert res.info["samples"] == sum(rows) // problem.horizon - 2  # finish() rolls out [init, plan]
     if name == "icem":  # decayed populations plus 30 % of the elites rolled again
         assert res.info["samples"] < settings["iterations"] * settings["candidates"]
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_info_samples_counts_the_rollouts_of_an_iteration_that_found_no_finite_cost(name: str) -> None:
+    problem = planners.Problem(step=lambda s, a: s + a,
+                               running_cost=lambda s, a: torch.full_like(s[:, 0], math.nan),
+                               horizon=4, action_low=-1.0, action_high=1.0, action_dim=1)
+    res = planners.make(name, **({"candidates": 50} if name == "cem" else {"samples": 50}),
+                        elites=5).plan(problem, torch.zeros(1))
+    assert res.info["iterations"] == 0 and res.info["samples"] == 50  # stopped after one batch
