@@ -55,17 +55,17 @@ def test_stopped_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, mo
     # Sitting 1: Ctrl-C during the second seed episode -> that cycle finishes, is checkpointed,
     # then KeyboardInterrupt (the seed phase: no model exists yet).
     parts = tmp_path / "parts"
-    collect = online._collect_episode
+    collect = online.collect_episode
 
     def interrupted(env, config, index, model, device):
         if index == 1:
             signal.raise_signal(signal.SIGINT)
         return collect(env, config, index, model, device)
 
-    monkeypatch.setattr(online, "_collect_episode", interrupted)
+    monkeypatch.setattr(online, "collect_episode", interrupted)
     with pytest.raises(KeyboardInterrupt, match="--resume"):
         run_online(config, parts, progress=False)
-    monkeypatch.setattr(online, "_collect_episode", collect)
+    monkeypatch.setattr(online, "collect_episode", collect)
     assert len(episodes_of(parts)) == 2
 
     # Sitting 2: stopped after the first exploration episode; then "kill -9" after the next

@@ -14,7 +14,8 @@ Counting: env_steps counts simulator steps = agent steps × action repeat, so on
 episode is 1000 whatever the repeat (cart-pole at repeat 8: 125 agent steps). Evaluation
 episodes do not count: they add no data.
 
-Settings are `worldmodel.online_config.OnlineConfig` (also importable from here).
+Settings are `worldmodel.online_config.OnlineConfig` (also importable from here); the episodes
+themselves (random, noisy MPC, noise-free evaluation) are `worldmodel.online_episodes`.
 
 A run folder holds
     config.json      {"online": OnlineConfig, "model": ModelConfig, "train": TrainConfig, data ...}
@@ -41,12 +42,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from worldmodel import checkpoint as ckpt
 from worldmodel.atomic import atomic_write_json
 from worldmodel.online_config import RESUMABLE_CHANGES, OnlineConfig, planner_settings
+from worldmodel.online_episodes import collect_episode, evaluate_noise_free
 
 
 DATA_DIR = "data"
@@ -104,67 +105,6 @@ def _settle_config(config: OnlineConfig | None, out: Path, resume: bool) -> Onli
     ckpt.check_resume_agrees(OnlineConfig.from_dict(stored).to_dict(), config.to_dict(), "online",
                              RESUMABLE_CHANGES)
     return config
-
-
-# -- one episode of each kind ------------------------------------------------------------------
-
-class _NoisyMPCPolicy:
-    """Latent MPC plus N(0, σ²) action noise, clipped to the box, as an envs.rollout policy.
-
-    The agent filters the noisy action actually applied, so its latent follows the real episode."""
-
-    def __init__(self, agent: Any, noise: float, low: np.ndarray, high: np.ndarray) -> None:
-        self.agent, self.noise, self.low, self.high = agent, noise, low, high
-        self.last: np.ndarray | None = None
-
-    def __call__(self, obs: np.ndarray, info: dict, rng: np.random.Generator) -> np.ndarray:
-        if self.last is None:
-            self.agent.reset(obs, None)
-        else:
-            self.agent.observe(self.last, obs)
-        action = self.agent.act()  # [A]
-        noisy = action + self.noise * rng.standard_normal(action.shape)
-        self.last = np.clip(noisy, self.low, self.high).astype(np.float32)
-        return self.last
-
-
-def _planner_seed(seed: int, index: int) -> int:
-    """The planner's torch seed for episode `index` (a third stream beside envs.rollout's two)."""
-    return int(np.random.SeedSequence(seed, spawn_key=(index, 2)).generate_state(1)[0])
-
-
-def _collect_episode(env: Any, config: OnlineConfig, index: int, model: Any, device: torch.device) -> Any:
-    """Episode `index` of the run: uniform random while index < S, noisy latent MPC after."""
-    import planners
-    from envs.rollout import episode_seeds, random_policy
-    from worldmodel.collect import run_episode
-    from worldmodel.control import LatentMPCAgent
-
-    env_seed, rng = episode_seeds(config.seed, index)
-    meta = {"index": index, "run_seed": config.seed}
-    if index < config.seed_episodes:
-        return run_episode(env, random_policy(env), rng, env_seed, meta={**meta, "policy": "random"})
-    agent = LatentMPCAgent(model, planners.make(config.planner, **planner_settings(config)), config.horizon,
-                           seed=_planner_seed(config.seed, index), device=str(device),
-                           precision=config.planning_precision, compile=config.compile_planning)
-    policy = _NoisyMPCPolicy(agent, config.exploration_noise, env.action_space.low, env.action_space.high)
-    model.eval()
-    return run_episode(env, policy, rng, env_seed, meta={**meta, "policy": f"{config.planner}+noise"})
-
-
-def _evaluate(model: Any, config: OnlineConfig, episodes: int, device: torch.device,
-              action_repeat: int) -> dict[str, Any]:
-    """Noise-free MPC on the fixed evaluation seeds (the same episodes every time)."""
-    from worldmodel.control import EvalConfig
-    from worldmodel.evaluate import evaluate_model
-
-    eval_config = EvalConfig(planner=config.planner, planner_overrides=planner_settings(config),
-                             horizon=config.horizon, episodes=episodes, oracle_episodes=0,
-                             seed=config.seed, device=str(device),
-                             planning_precision=config.planning_precision,
-                             compile_planning=config.compile_planning)
-    return evaluate_model(model, config.task, eval_config, image_size=config.image_size,
-                          action_repeat=action_repeat, progress=False)
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -346,7 +286,7 @@ class _OnlineRun:
                 for name, v in step_terms.items():
                     terms[name] = terms.get(name, 0.0) + v / c.train_steps_per_episode
         model = self.trainer.model if self.trainer else None
-        episode = _collect_episode(self.env, c, index, model, self.device)
+        episode = collect_episode(self.env, c, index, model, self.device)
         self._dataset().append(episode)
         self.episodes += 1
         self.env_steps += episode.length * self.env.action_repeat
@@ -361,7 +301,7 @@ class _OnlineRun:
         return records
 
     def _eval_record(self, episodes: int, wall: Callable[[], float]) -> dict[str, Any]:
-        result = _evaluate(self.trainer.model, self.config, episodes, self.device, self.env.action_repeat)
+        result = evaluate_noise_free(self.trainer.model, self.config, episodes, self.device, self.env.action_repeat)
         self.window["last_eval"] = result["return_mean"]
         return {"step": self.env_steps, "episode": self.episodes - 1, "env_steps": self.env_steps,
                 "train_steps": self.trainer.step, "return": result["return_mean"],
