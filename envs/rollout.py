@@ -84,17 +84,22 @@ def pose_state(env: PixelEnv, angle: float, velocity: float = 0.0, seed: int = 0
 
 def rollout(env: PixelEnv, policy: Policy, rng: np.random.Generator, seed: int,
             steps: int | None = None,
-            start_angles: tuple[float, float] | None = None) -> Rollout:
+            start_angles: tuple[float, float] | None = None,
+            start_velocities: tuple[float, float] | None = None) -> Rollout:
     """Reset `env` with `seed` and run `policy` until the episode ends (truncated after max_steps),
     or after `steps` env steps when given (short episodes spread the data over more start states).
     start_angles (low, high): start at rest with the pole at an angle drawn uniformly from them
-    (rng's first draw) instead of the task's own random start."""
+    (rng's first draw) instead of the task's own random start. start_velocities (low, high), only
+    with start_angles: the pole turns at a velocity drawn uniformly from them (rng's second draw)."""
     T, A = env.max_steps if steps is None else min(int(steps), env.max_steps), env.action_dim
     if start_angles is None:
+        if start_velocities is not None:
+            raise ValueError("start_velocities needs start_angles: a posed start sets both")
         obs, info = env.reset(seed=seed)
     else:
         angle = float(rng.uniform(*start_angles))
-        obs, info = env.reset(sim_state=pose_state(env, angle, seed=seed))
+        velocity = 0.0 if start_velocities is None else float(rng.uniform(*start_velocities))
+        obs, info = env.reset(sim_state=pose_state(env, angle, velocity, seed=seed))
     images = np.empty((T + 1, *obs.shape), dtype=np.uint8)
     states = np.empty((T + 1, env.state_dim), dtype=np.float64)
     actions = np.empty((T, A), dtype=np.float32)
@@ -127,6 +132,7 @@ class EpisodeJob:
     index: int
     steps: int | None = None  # env steps per episode; None: the full episode
     start_angles: tuple[float, float] | None = None  # pole angle range of a posed start (rollout)
+    start_velocities: tuple[float, float] | None = None  # its pole velocity range (rad/s)
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,4 +146,4 @@ def run_job(job: EpisodeJob, env: PixelEnv | None = None) -> Rollout:
     if env is None:
         env = _worker_env(job.task, job.image_size, job.action_repeat)
     env_seed, rng = episode_seeds(job.seed, job.index)
-    return rollout(env, job.policy, rng, env_seed, job.steps, job.start_angles)
+    return rollout(env, job.policy, rng, env_seed, job.steps, job.start_angles, job.start_velocities)

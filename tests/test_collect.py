@@ -105,6 +105,38 @@ def test_posed_starts_begin_at_rest_at_the_asked_angle(tmp_path):
                 progress=False)
 
 
+def test_posed_starts_with_velocities_cover_the_asked_box_of_angle_and_velocity(tmp_path):
+    """start_velocities (with start_angles): the pole starts turning, at a velocity from the range;
+    with (-π, π) x (-v, v) the starts spread over both (E2C/PCC/PC3's uniform state sampling)."""
+    from envs.rollout import pose_state
+
+    env = envs.make(TASK, image_size=SIZE, action_repeat=REPEAT)
+    angle_index, nq = env.task_spec.angle_qpos, env.physics.model.nq
+    fixed = collect(TASK, 1, tmp_path / "fixed", image_size=SIZE, action_repeat=REPEAT, seed=1,
+                    episode_steps=2, start_angles=(0.3, 0.3), start_velocities=(-1.5, -1.5),
+                    progress=False)
+    state = fixed.episodes[0].states[0]  # (qpos, qvel) after the posed reset
+    assert state[angle_index] == pytest.approx(0.3) and state[nq + angle_index] == pytest.approx(-1.5)
+    assert fixed.episodes[0].meta["start_velocities"] == [-1.5, -1.5]
+    expected = env.reset(sim_state=pose_state(env, 0.3, -1.5))[0]
+    assert np.array_equal(fixed.episodes[0].images[0], expected)
+
+    spread = collect(TASK, 12, tmp_path / "box", image_size=SIZE, action_repeat=REPEAT, seed=2,
+                     episode_steps=1, start_angles=(-np.pi, np.pi), start_velocities=(-2.0, 2.0),
+                     progress=False)
+    starts = np.array([e.states[0] for e in spread.episodes])
+    angles, velocities = starts[:, angle_index], starts[:, nq + angle_index]
+    assert np.all(np.abs(velocities) <= 2.0) and np.all(np.abs(angles) <= np.pi)
+    assert velocities.min() < -0.5 and velocities.max() > 0.5  # both signs, not all at rest
+    assert angles.min() < -1.0 and angles.max() > 1.0
+    with pytest.raises(ValueError, match="needs start_angles"):
+        collect(TASK, 1, tmp_path / "bad", image_size=SIZE, action_repeat=REPEAT,
+                start_velocities=(0.0, 1.0), progress=False)
+    with pytest.raises(ValueError, match="low <= high"):
+        collect(TASK, 1, tmp_path / "bad2", image_size=SIZE, action_repeat=REPEAT,
+                start_angles=(0.0, 0.1), start_velocities=(1.0, 0.0), progress=False)
+
+
 def test_top_up_completes_an_interrupted_collect_and_never_appends_twice(tmp_path):
     """What a re-run demo or e2c command relies on after Ctrl-C."""
     options = dict(image_size=SIZE, action_repeat=REPEAT, seed=2, progress=False)

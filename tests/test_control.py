@@ -182,6 +182,12 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
         make_planner(E2CConfig(planner="cem", feedback=True))
     with pytest.raises(ValueError, match=r"goal must be one of \('image', 'equilibrium'\), got 'pixels'"):
         E2CConfig(goal="pixels")
+    # uniform start states (E2C/PCC/PC3's sampling): angle over the circle, velocity in ±v
+    assert E2CConfig().start_pose() == {}
+    assert E2CConfig(start_velocity=2.0).start_pose() == {"start_angles": (-math.pi, math.pi),
+                                                          "start_velocities": (-2.0, 2.0)}
+    with pytest.raises(ValueError, match="start_velocity must be None .* got -1.0"):
+        E2CConfig(start_velocity=-1.0)
 
 
 def test_e2c_oracle_balances_the_cartpole_from_upright():

@@ -57,7 +57,8 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
             policy: str | Policy = "random", workers: int = 1, seed: int = 0,
             image_size: int = 64, action_repeat: int | None = None,
             episode_steps: int | None = None, progress: bool = True,
-            start_angles: tuple[float, float] | None = None) -> EpisodeDataset:
+            start_angles: tuple[float, float] | None = None,
+            start_velocities: tuple[float, float] | None = None) -> EpisodeDataset:
     """Record `episodes` episodes of `task` into the dataset folder `out` (created or appended to).
 
     policy: "random" (uniform over the action box) or a callable (obs, info, rng) -> action,
@@ -70,6 +71,9 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
     start_angles: (low, high) start each episode at rest with the pole at an angle uniform in
         this range (0 = upright) instead of the task's random start, e.g. to cover the upright
         pose, which random starts and random actions rarely visit at rest.
+    start_velocities: (low, high), with start_angles: the pole starts turning at a velocity
+        uniform in this range (rad/s) instead of at rest. With start_angles (-π, π) the start
+        state is uniform over angle and velocity, as E2C, PCC and PC3 sample their training data.
     Returns the dataset, holding the old episodes followed by the new ones.
     """
     for name, value, low in (("episodes", episodes, 0), ("workers", workers, 1), ("seed", seed, 0)):
@@ -112,12 +116,24 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
                 raise ValueError(f"start_angles must be (low, high) with low <= high, got "
                                  f"{start_angles!r}")
             start_angles = (low, high)
+        if start_velocities is not None:
+            if start_angles is None:
+                raise ValueError("start_velocities needs start_angles (a posed start sets both); "
+                                 "pass e.g. start_angles=(-math.pi, math.pi)")
+            low, high = (float(x) for x in start_velocities)
+            if not low <= high:
+                raise ValueError(f"start_velocities must be (low, high) with low <= high, got "
+                                 f"{start_velocities!r}")
+            start_velocities = (low, high)
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
-                           start + k, episode_steps, start_angles) for k in range(episodes)]
+                           start + k, episode_steps, start_angles, start_velocities)
+                for k in range(episodes)]
         meta = {"policy": "random" if isinstance(policy, str) else _policy_name(policy_fn),
                 "run_seed": int(seed)}
         if start_angles is not None:
             meta["start_angles"] = list(start_angles)
+        if start_velocities is not None:
+            meta["start_velocities"] = list(start_velocities)
         bar = _progress_bar(episodes * ((episode_steps or env.max_steps) + 1), task, progress)
         try:
             for job, r in zip(jobs, _rollouts(jobs, env, workers)):

@@ -56,6 +56,10 @@ class E2CConfig:
     # 10 000-update long-episode model learned the action's effect there with the wrong sign
     # (README). 0 = none (E2C's data: random states only)
     upright_episodes: int = 0
+    # E2C, PCC and PC3 sample training states uniformly over the pole's angle and velocity.
+    # A number v: every training and held-out episode starts at an angle uniform in [-π, π) and a
+    # pole velocity uniform in [-v, v] rad/s. None: the task's own random start, at rest.
+    start_velocity: float | None = None
     upright_angle: float = math.pi / 6  # the pendulum's goal region
     train_steps: int = 3000
     batch_size: int = 32
@@ -104,6 +108,16 @@ class E2CConfig:
     def __post_init__(self) -> None:
         if self.goal not in GOALS:
             raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
+        if self.start_velocity is not None and not self.start_velocity >= 0:
+            raise ValueError(f"start_velocity must be None (the task's start, at rest) or a speed "
+                             f">= 0 in rad/s, got {self.start_velocity!r}")
+
+    def start_pose(self) -> dict[str, Any]:
+        """`collect`'s start options for the training and held-out episodes."""
+        if self.start_velocity is None:
+            return {}
+        v = float(self.start_velocity)
+        return {"start_angles": (-math.pi, math.pi), "start_velocities": (-v, v)}
 
     @classmethod
     def quick(cls, **overrides: Any) -> "E2CConfig":
@@ -269,7 +283,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     t0 = time.time()
     data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
                   seed=config.seed, image_size=config.image_size,
-                  episode_steps=config.episode_steps, progress=progress)
+                  episode_steps=config.episode_steps, progress=progress, **config.start_pose())
     if config.upright_episodes:
         data = top_up(config.task, config.episodes + config.upright_episodes, out / "data",
                       workers=config.workers, seed=config.seed, image_size=config.image_size,
@@ -294,7 +308,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     # held-out episodes from the training distribution: the latent geometry and its R²
     heldout = top_up(config.task, config.heldout_episodes, out / "heldout", seed=config.seed + 10_000,
                      image_size=config.image_size, episode_steps=config.episode_steps,
-                     progress=progress)
+                     progress=progress, **config.start_pose())
     pictures = render_run_pictures(model, run_dir, heldout, out / "pictures", task=config.task)
     env = envs.make(config.task, image_size=config.image_size)
     goal, goal_info = protocol_goal(model, env, config)
