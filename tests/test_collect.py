@@ -100,6 +100,7 @@ def test_posed_starts_begin_at_rest_at_the_asked_angle(tmp_path):
     with pytest.raises(ValueError, match="low <= high"):
         collect(TASK, 1, tmp_path / "bad", image_size=SIZE, action_repeat=REPEAT,
                 start_angles=(0.5, 0.1), progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before any folder is written
     with pytest.raises(ValueError, match="needs a task with a pole"):
         collect("point_mass-easy", 1, tmp_path / "bad2", image_size=SIZE, start_angles=(0, 0.1),
                 progress=False)

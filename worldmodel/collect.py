@@ -53,6 +53,14 @@ def _policy_name(policy: Policy) -> str:
     return getattr(policy, "__qualname__", type(policy).__qualname__)
 
 
+def _ordered_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
+    """`value` as a (low, high) pair of floats; ValueError naming `name` unless low <= high."""
+    low, high = (float(x) for x in value)
+    if not low <= high:
+        raise ValueError(f"{name} must be (low, high) with low <= high, got {value!r}")
+    return low, high
+
+
 def collect(task: str, episodes: int, out: str | os.PathLike, *,
             policy: str | Policy = "random", workers: int = 1, seed: int = 0,
             image_size: int = 64, action_repeat: int | None = None,
@@ -104,27 +112,20 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
                 or not 1 <= episode_steps <= env.max_steps):
             raise ValueError(f"episode_steps must be an int in [1, {env.max_steps}] (the task's "
                              f"episode length), got {episode_steps!r}")
-        ds = EpisodeDataset.create(out, task=task, image_size=image_size,
-                                   action_repeat=env.action_repeat, action_dim=env.action_dim,
-                                   state_dim=env.state_dim)
-        start = len(ds)
         if start_angles is not None:
             if env.task_spec.angle_qpos is None:
                 raise ValueError(f"start_angles needs a task with a pole; {task} has none")
-            low, high = (float(x) for x in start_angles)
-            if not low <= high:
-                raise ValueError(f"start_angles must be (low, high) with low <= high, got "
-                                 f"{start_angles!r}")
-            start_angles = (low, high)
+            start_angles = _ordered_range("start_angles", start_angles)
         if start_velocities is not None:
             if start_angles is None:
                 raise ValueError("start_velocities needs start_angles (a posed start sets both); "
                                  "pass e.g. start_angles=(-math.pi, math.pi)")
-            low, high = (float(x) for x in start_velocities)
-            if not low <= high:
-                raise ValueError(f"start_velocities must be (low, high) with low <= high, got "
-                                 f"{start_velocities!r}")
-            start_velocities = (low, high)
+            start_velocities = _ordered_range("start_velocities", start_velocities)
+        # every argument is checked before the dataset folder is created
+        ds = EpisodeDataset.create(out, task=task, image_size=image_size,
+                                   action_repeat=env.action_repeat, action_dim=env.action_dim,
+                                   state_dim=env.state_dim)
+        start = len(ds)
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
                            start + k, episode_steps, start_angles, start_velocities)
                 for k in range(episodes)]
