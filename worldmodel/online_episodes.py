@@ -56,7 +56,7 @@ def collect_episode(env: Any, config: OnlineConfig, index: int, model: Any, devi
 
 
 def evaluate_noise_free(model: Any, config: OnlineConfig, episodes: int, device: torch.device,
-              action_repeat: int) -> dict[str, Any]:
+                        action_repeat: int) -> dict[str, Any]:
     """Noise-free MPC on the fixed evaluation seeds (the same episodes every time)."""
     from worldmodel.control import EvalConfig
     from worldmodel.evaluate import evaluate_model
