@@ -152,6 +152,29 @@ def test_top_up_completes_an_interrupted_collect_and_never_appends_twice(tmp_pat
     assert len(EpisodeDataset(tmp_path / "data")) == 3
 
 
+def test_top_up_refuses_a_folder_whose_episodes_were_recorded_otherwise(tmp_path):
+    """Re-running a command with other data settings on the same folder must not silently reuse
+    (and extend) data of another distribution; episodes before `first` may differ."""
+    options = dict(image_size=SIZE, action_repeat=REPEAT, seed=2, progress=False, episode_steps=4)
+    top_up(TASK, 2, tmp_path / "data", **options)
+    # (option, value, the record the error names)
+    for name, value, record in (("seed", 3, "run_seed"), ("episode_steps", 5, "length"),
+                                ("start_angles", (-0.1, 0.1), "start_angles")):
+        with pytest.raises(ValueError, match=f"episode 0 recorded with other settings: {record}"):
+            top_up(TASK, 3, tmp_path / "data", **{**options, name: value})
+    with pytest.raises(ValueError, match="other settings: start_velocities None"):
+        top_up(TASK, 3, tmp_path / "data",
+               **{**options, "start_angles": None, "start_velocities": (0.0, 1.0)})
+    assert len(EpisodeDataset(tmp_path / "data")) == 2  # nothing was appended
+    # e2c's upright episodes: new settings from index 2 on, the first two left as they are
+    upright = {**options, "start_angles": (-0.1, 0.1)}
+    data = top_up(TASK, 3, tmp_path / "data", first=2, **upright)
+    assert len(data) == 3 and data[2].meta["start_angles"] == [-0.1, 0.1]
+    assert len(top_up(TASK, 3, tmp_path / "data", first=2, **upright)) == 3  # a re-run reuses it
+    with pytest.raises(ValueError, match="episode 2 recorded with other settings"):
+        top_up(TASK, 3, tmp_path / "data", first=2, **options)
+
+
 def test_bad_arguments_raise(tmp_path):
     for bad in (0, T + 1, 2.5, True):
         with pytest.raises(ValueError, match="episode_steps"):

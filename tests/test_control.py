@@ -107,7 +107,7 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
 
     from worldmodel.e2c import E2CConfig, run_e2c
 
-    config = E2CConfig.quick(kl_balance=0.5, overshooting_distance=3)
+    config = E2CConfig.quick(kl_balance=0.5, overshooting_distance=3, upright_episodes=1)
     result = run_e2c(config, tmp_path, progress=False)
     model_config = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert (model_config["free_nats"], model_config["kl_balance"],
@@ -135,10 +135,12 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert len(path["angle"]) == len(path["latent_goal_cost"]) == config.steps + 1
     assert Image.open(on_disk["pictures"]["goal_cost"]).size[0] > 0
     assert result["goal"]["kind"] == "image" and result["goal"]["drift"] >= 0
-    # a re-run reuses the data and the trained model; this one follows iLQR's gains between
-    # replans, towards the latent the model holds still
+    # a re-run reuses the data (random starts, then the upright ones) and the trained model;
+    # this one follows iLQR's gains between replans, towards the latent the model holds still
     again = run_e2c(replace(config, feedback=True, goal="equilibrium"), tmp_path, progress=False)
-    assert len(EpisodeDataset(tmp_path / "data")) == config.episodes
+    data = EpisodeDataset(tmp_path / "data")
+    assert len(data) == config.episodes + config.upright_episodes
+    assert [e.meta.get("start_angles") is not None for e in data.episodes] == [False] * config.episodes + [True]
     assert again["settings"]["feedback"] and all(e["plans"] >= 1 for e in again["episodes"])
     goal = again["goal"]
     assert goal["image_goal_drift"] == pytest.approx(result["goal"]["drift"])

@@ -147,12 +147,17 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
         env.close()
 
 
-def top_up(task: str, episodes: int, out: str | os.PathLike, **options: Any) -> EpisodeDataset:
+def top_up(task: str, episodes: int, out: str | os.PathLike, *, first: int = 0,
+           **options: Any) -> EpisodeDataset:
     """Collect only the episodes the dataset `out` still lacks to hold `episodes` of them.
 
     A re-run command (after Ctrl-C) then reuses its data instead of appending a second copy;
     episode i's seeds depend on (seed, i) only, so the result equals one uninterrupted collect.
-    `options` are `collect`'s; an existing dataset of another image size is an error.
+    `options` are `collect`'s. The episodes already there from index `first` on must have been
+    recorded with the same seed, policy, start settings and length: reusing data of another
+    distribution without a word would change an experiment silently, so that is an error, as
+    is another image size. Episodes before `first` came from earlier calls with other options
+    (e2c adds upright-start episodes after its random-start ones).
     """
     folder = Path(out)
     have = 0
@@ -163,7 +168,36 @@ def top_up(task: str, episodes: int, out: str | os.PathLike, **options: Any) -> 
             raise ValueError(f"{folder} holds {existing.manifest.get('image_size')}px episodes but "
                              f"{size}px were asked for; use another output folder")
         have = len(existing)
+        _check_recipe(existing, range(first, min(have, episodes)), options)
     return collect(task, max(episodes - have, 0), folder, **options)
+
+
+def _check_recipe(data: EpisodeDataset, indices: range, options: dict[str, Any]) -> None:
+    """ValueError unless the episodes `indices` of `data` were recorded as `options` ask."""
+    from envs.registry import SIM_STEPS_PER_EPISODE
+
+    policy = options.get("policy", "random")
+    steps = options.get("episode_steps") or SIM_STEPS_PER_EPISODE // data.manifest["action_repeat"]
+    wanted = {"run_seed": int(options.get("seed", 0)),
+              "policy": policy if isinstance(policy, str) else _policy_name(policy),
+              "start_angles": _as_list(options.get("start_angles")),
+              "start_velocities": _as_list(options.get("start_velocities")), "length": steps}
+    for i in indices:
+        episode = data[i]
+        seen = {**{k: episode.meta.get(k) for k in wanted}, "length": episode.length}
+        # datasets older than the run_seed / policy records cannot be checked on those
+        unknown = {k for k in ("run_seed", "policy") if k not in episode.meta}
+        differ = [f"{k} {seen[k]!r} (asked: {wanted[k]!r})" for k in wanted
+                  if k not in unknown and seen[k] != wanted[k]]
+        if differ:
+            raise ValueError(f"{data.root} already holds episode {i} recorded with other settings: "
+                             f"{', '.join(differ)}. Its data would mix two distributions; use another "
+                             "output folder, or the settings that made it")
+
+
+def _as_list(pair: tuple[float, float] | None) -> list[float] | None:
+    """A (low, high) option as collect records it in an episode's meta."""
+    return None if pair is None else [float(x) for x in pair]
 
 
 def _rollouts(jobs: list[EpisodeJob], env: PixelEnv, workers: int) -> Iterator[Rollout]:

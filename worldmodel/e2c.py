@@ -287,7 +287,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
                   episode_steps=config.episode_steps, progress=progress, **config.start_pose())
     if config.upright_episodes:
         data = top_up(config.task, config.episodes + config.upright_episodes, out / "data",
-                      workers=config.workers, seed=config.seed, image_size=config.image_size,
+                      first=config.episodes, workers=config.workers, seed=config.seed, image_size=config.image_size,
                       episode_steps=config.episode_steps, progress=progress,
                       start_angles=(-config.upright_angle, config.upright_angle))
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,

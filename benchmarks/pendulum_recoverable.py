@@ -1,0 +1,106 @@
+"""From which states near upright can dm_control's pendulum still be caught? No model involved.
+
+    python benchmarks/pendulum_recoverable.py          # a few seconds; writes results/pendulum_recoverable.json
+
+The torque limit (1 N·m, gear 1) is below the gravity torque m·g·l·sin θ beyond a small angle, so
+a balance controller must keep the pole inside a band much narrower than the protocol's goal
+region (|θ| < π/6). Two boundaries of the set it can be caught from, each by bisection on the
+simulator (MuJoCo stepping the task's own model, no rendering):
+
+- **at rest**: the largest |θ| from which full torque towards upright brings the pole back;
+- **from upright**: the largest speed away from upright that full braking torque still stops.
+
+In both cases full torque against the fall is the best any controller can do until the pole turns
+back (it maximises the restoring acceleration at every instant), so "not caught" here means no
+controller catches it. "Caught" means |θ| < 0.05 rad after 6 s of the controller
+u = −sign(sin θ) (the control then chatters about upright, which is enough to hold it).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import envs  # noqa: E402  (sets MUJOCO_GL=egl unless the user chose a backend)
+from worldmodel.atomic import atomic_write_json  # noqa: E402
+from worldmodel.control import GOAL_TOLERANCE  # noqa: E402
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "pendulum_recoverable.json"
+GOAL_REGION = GOAL_TOLERANCE["pendulum"]  # π/6, the E2C/PCC/PC3 goal region
+CAUGHT = 0.05  # rad from upright after SECONDS of full restoring torque
+SECONDS = 6.0
+
+
+def caught(env, angle: float, velocity: float) -> bool:
+    """Does full torque towards upright bring the pole from (angle, velocity) back to upright?"""
+    import mujoco
+
+    physics = env.physics
+    model, data = physics.model.ptr, physics.data.ptr
+    mujoco.mj_resetData(model, data)
+    data.qpos[0], data.qvel[0] = angle, velocity
+    mujoco.mj_forward(model, data)
+    for _ in range(int(round(SECONDS / model.opt.timestep))):
+        data.ctrl[0] = -np.sign(math.sin(data.qpos[0]))
+        mujoco.mj_step(model, data)
+    return abs(math.atan2(math.sin(data.qpos[0]), math.cos(data.qpos[0]))) < CAUGHT
+
+
+def boundary(is_caught, low: float, high: float, tol: float = 1e-3) -> float:
+    """The largest x in [low, high] with is_caught(x), by bisection (is_caught(low) must hold)."""
+    if not is_caught(low) or is_caught(high):
+        raise RuntimeError(f"no boundary in [{low}, {high}]: caught at both ends or at neither")
+    while high - low > tol:
+        mid = (low + high) / 2
+        low, high = (mid, high) if is_caught(mid) else (low, mid)
+    return low
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    env = envs.make("pendulum-swingup", image_size=32)
+    try:
+        import mujoco
+
+        physics = env.physics
+        model = physics.model.ptr
+        mujoco.mj_forward(model, physics.data.ptr)  # body positions for the centre of mass
+        torque = float(model.actuator_gear[0, 0] * model.actuator_ctrlrange[0, 1])
+        # gravity torque at horizontal: the pole's mass times g times its centre of mass distance
+        body = int(physics.model.name2id("pole", "body"))
+        mass = float(model.body_mass[body])
+        com = float(np.linalg.norm(physics.named.data.xipos["pole"] - physics.named.data.xanchor["hinge"]))
+        at_rest = boundary(lambda a: caught(env, a, 0.0), 0.0, 1.0)
+        from_upright = boundary(lambda v: caught(env, 0.0, v), 0.0, 5.0)
+        step_seconds = env.action_repeat * float(model.opt.timestep)
+    finally:
+        env.close()
+    gravity = mass * abs(float(model.opt.gravity[2])) * com
+    result = {
+        "torque_limit": torque, "gravity_torque_horizontal": gravity,
+        "static_angle_limit": math.asin(min(1.0, torque / gravity)),
+        "caught_from_rest_up_to_angle": at_rest,
+        "caught_from_upright_up_to_speed": from_upright,
+        "goal_region": GOAL_REGION, "agent_step_seconds": step_seconds,
+        "criterion": f"|θ| < {CAUGHT} rad after {SECONDS} s of u = −sign(sin θ)",
+        "command": "python benchmarks/pendulum_recoverable.py",
+    }
+    atomic_write_json(args.out, result)
+    print(f"torque limit {torque:.2f} N·m; gravity torque at horizontal {gravity:.2f} N·m")
+    print(f"{'caught from rest, |θ| up to':<34}{at_rest:.3f} rad  (static limit asin(τ/mgl) = "
+          f"{result['static_angle_limit']:.3f}; goal region {GOAL_REGION:.3f})")
+    print(f"{'caught from upright, speed up to':<34}{from_upright:.3f} rad/s "
+          f"({from_upright * step_seconds:.3f} rad per {step_seconds:.2f} s agent step)")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
