@@ -1,10 +1,8 @@
-"""The problems the planner benchmarks share: PlaNet-sized RSSM stand-in, an E2C locally-linear
-latent, and the machine's matmul rate that planner FLOPs are compared to."""
+"""The problems the planner benchmarks share: PlaNet-sized RSSM stand-in and an E2C locally-linear
+latent."""
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -12,19 +10,6 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import planners  # noqa: E402
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
-    """Median GFLOP/s of an n x n matmul in `dtype` (the floor planners are compared to)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 class RSSMStandIn(nn.Module):

@@ -33,7 +33,8 @@ import planners  # noqa: E402
 from planners.rollout import total_cost  # noqa: E402
 from worldmodel.atomic import atomic_write_bytes  # noqa: E402
 
-from planner_problems import LocallyLinear, RSSMStandIn, matmul_gflops, rssm_problem  # noqa: E402
+from matmul_rate import matmul_gflops  # noqa: E402
+from planner_problems import LocallyLinear, RSSMStandIn, rssm_problem  # noqa: E402
 from planner_samples import print_table, sample_efficiency  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

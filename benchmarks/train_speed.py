@@ -33,6 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from matmul_rate import matmul_gflops  # noqa: E402  (benchmarks/ is on the path of a script run)
 
 REFERENCE_PLANET_FPS = 235.0  # PyTorch PlaNet, full update at 50×50, on the project's 2-core CPU (issue 4)
 VARIANTS = {"float32": {}, "bfloat16": {"precision": "bfloat16"},
@@ -65,24 +66,6 @@ def make_data(path: Path, image_size: int = 64, episodes: int = 6, steps: int = 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    """Square n×n matmul throughput (2n³ FLOPs each), median over repeats after a warm-up."""
-    g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    inner = 10 if device.type == "cuda" else 1
-    times = []
-    for i in range(repeats + 2):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            a @ b
-        _sync(device)
-        if i >= 2:
-            times.append((time.perf_counter() - t0) / inner)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def make_trainer(preset: str, variant: str, data: Path, device: str, batch: int | None, length: int | None):
@@ -197,8 +180,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.loss_steps is None:
         args.loss_steps = 300 if cuda else 0
     n = 8192 if cuda else 1024
-    matmul = {"float32": matmul_gflops(device, torch.float32, n),
-              "bfloat16": matmul_gflops(device, torch.bfloat16, n)}
+    matmul = {name: matmul_gflops(n, dtype, device=device, repeats=5,
+                                  generator=torch.Generator(device=device).manual_seed(0))
+              for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
     machine = {"device": describe(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version(), "matmul_n": n, "tf32": torch.backends.cuda.matmul.allow_tf32,
                "load_average_1min_at_start": os.getloadavg()[0],  # other jobs sharing the CPU
