@@ -80,6 +80,11 @@ def test_evaluation_records_the_planner_settings_it_used():
     settings = out["planner_settings"]
     assert (settings["candidates"], settings["elites"], settings["iterations"]) == (7, 3, 2)
     assert out["horizon"] == 3 and out["oracle_ratio"] is None
+    # more oracle or random episodes than learned ones: each kind gets as many as asked
+    # (the oracle was once cut silently to --episodes)
+    more = evaluate_model(model, TASK, replace(config, oracle_episodes=2, random_episodes=3), image_size=SIZE,
+                          action_repeat=REPEAT, progress=False)
+    assert (more["episodes"], more["oracle_episodes"], len(more["random"]["returns"])) == (1, 2, 3)
 
 
 def test_goal_image_of_the_wrong_size_is_rejected():

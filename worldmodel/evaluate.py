@@ -56,9 +56,10 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
 
     planner = planners.make(config.planner, **config.planner_overrides)
     env = envs.make(task, image_size=image_size, action_repeat=action_repeat)
-    seeds = [config.seed * 1000 + i for i in range(config.episodes)]
     n_oracle = config.episodes if config.oracle_episodes is None else config.oracle_episodes
-    jobs: list[tuple[str, int]] = [("learned", s) for s in seeds]
+    # episode i of every kind starts from the same seed (paired); each kind gets as many as asked
+    seeds = [config.seed * 1000 + i for i in range(max(config.episodes, n_oracle, config.random_episodes))]
+    jobs: list[tuple[str, int]] = [("learned", s) for s in seeds[:config.episodes]]
     jobs += [("oracle", s) for s in seeds[:n_oracle]]
     jobs += [("random", s) for s in seeds[:config.random_episodes]]
     results: dict[str, list] = {"learned": [], "oracle": [], "random": []}
