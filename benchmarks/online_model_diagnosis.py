@@ -25,8 +25,6 @@ Writes JSON (default benchmarks/results/online_model_diagnosis.json) and prints 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -43,14 +41,20 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "online_model_diagnosis.json"
 
 
 @torch.no_grad()
-def episode_predictions(model, episode, horizon: int) -> dict[str, np.ndarray]:
-    """From each start j = 0..T−H: predicted rewards [J, H] along the open-loop prior, recorded
-    rewards [J, H], the filtered reward prediction [T] (from z_{t+1}) and the start states [J, S]."""
-    from worldmodel.transitions import LatentSeq
+def filtered(model, episode):
+    """The episode's padded actions [1, T+1, A] and its filtered posterior (means, as MPC filters)."""
     from worldmodel.visualize import episode_tensors
 
     images, actions = episode_tensors(episode)  # [1, T+1, 3, H, W], [1, T+1, A]
-    post = model.observe(images, actions, sample=False)
+    return actions, model.observe(images, actions, sample=False)
+
+
+@torch.no_grad()
+def episode_predictions(model, episode, actions, post, horizon: int) -> dict[str, np.ndarray]:
+    """From each start j = 0..T−H: predicted rewards [J, H] along the open-loop prior, recorded
+    rewards [J, H], the filtered reward prediction [T] (from z_{t+1}) and the start states [J, S]."""
+    from worldmodel.transitions import LatentSeq
+
     steps = episode.length
     starts = steps - horizon + 1
     state = post[:starts].flat()  # z_0 .. z_{T-H} as one batch of J states
@@ -64,25 +68,20 @@ def episode_predictions(model, episode, horizon: int) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def candidate_ranking(model, dyn, episode, horizon: int, starts: range, candidates: int,
+def candidate_ranking(model, dyn, episode, post, horizon: int, starts: range, candidates: int,
                       rng: np.random.Generator, base_state: np.ndarray) -> list[dict[str, float]]:
     """Per start j: Spearman ρ between model and simulator H-step returns of `candidates` action
     sequences around the recorded ones, and the regret of the model's favourite (0 best, 1 worst)."""
     from scipy.stats import spearmanr
 
-    from worldmodel.visualize import episode_tensors
+    from worldmodel.transitions import _map
 
-    images, actions = episode_tensors(episode)
-    post = model.observe(images, actions, sample=False)
     rows = []
     for j in starts:
         recorded = episode.actions[j:j + horizon]  # [H, A]
         noise = rng.normal(0.0, 0.3, size=(candidates - 1, *recorded.shape))
         plans = np.clip(np.concatenate([recorded[None], recorded[None] + noise]), -1.0, 1.0)  # [K, H, A]
-        start = post[j:j + 1].flat()
-        start = type(start)(**{f.name: None if getattr(start, f.name) is None
-                                else getattr(start, f.name).expand(candidates, -1)
-                                for f in dataclasses.fields(start)})  # the same start K times
+        start = _map(post[j:j + 1].flat(), lambda x: x.expand(candidates, -1))  # the same start K times
         prior = model.imagine(start, torch.as_tensor(plans, dtype=torch.float32), sample=False)
         model_return = model.predict_reward(prior).float().sum(1).numpy()  # [K]
         state = base_state.copy()
@@ -143,12 +142,17 @@ def main() -> None:
     if not 1 <= args.episodes <= len(data):
         raise SystemExit(f"--episodes must be in [1, {len(data)}] (the episodes in {args.run / 'data'})")
     chosen = range(len(data) - args.episodes, len(data))
-    parts = [episode_predictions(model, data[i], horizon) for i in chosen]
+    posts = {i: filtered(model, data[i]) for i in chosen}  # i -> (actions, posterior)
+    parts = [episode_predictions(model, data[i], *posts[i], horizon) for i in chosen]
+
+    def pole_up(states: np.ndarray) -> np.ndarray:
+        """Whether the pole is inside the goal region, per state row."""
+        angle = states[:, task.angle_qpos]
+        return np.abs(np.arctan2(np.sin(angle), np.cos(angle))) < GOAL_TOLERANCE[task.domain]
 
     predicted = np.concatenate([p["predicted"] for p in parts])  # [N, H]
     recorded = np.concatenate([p["recorded"] for p in parts])
-    angle = np.concatenate([p["states"][:, task.angle_qpos] for p in parts])
-    up = np.abs(np.arctan2(np.sin(angle), np.cos(angle))) < GOAL_TOLERANCE[task.domain]
+    up = np.concatenate([pole_up(p["states"]) for p in parts])
     filtered_error = np.concatenate([np.abs(p["filtered"] - data[i].rewards) for p, i in zip(parts, chosen)])
     pred_sum, true_sum = predicted.sum(1), recorded.sum(1)
     ranking = []
@@ -161,11 +165,11 @@ def main() -> None:
         with SimulatorDynamics(env) as dyn:
             base = oracle_state(env).numpy()
             for i in chosen:
-                rows = candidate_ranking(model, dyn, data[i], horizon, range(0, data[i].length - horizon + 1,
-                                         args.stride), args.candidates, rng, base)
-                angles = data[i].states[[r["start"] for r in rows], task.angle_qpos]
-                for r, a in zip(rows, angles):
-                    r["up"] = bool(abs(math.atan2(math.sin(a), math.cos(a))) < GOAL_TOLERANCE[task.domain])
+                rows = candidate_ranking(model, dyn, data[i], posts[i][1], horizon,
+                                         range(0, data[i].length - horizon + 1, args.stride),
+                                         args.candidates, rng, base)
+                for r, is_up in zip(rows, pole_up(data[i].states[[r["start"] for r in rows]])):
+                    r["up"] = bool(is_up)
                 ranking += rows
         env.close()
     result = {

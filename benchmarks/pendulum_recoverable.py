@@ -41,11 +41,10 @@ def caught(env, angle: float, velocity: float) -> bool:
     """Does full torque towards upright bring the pole from (angle, velocity) back to upright?"""
     import mujoco
 
-    physics = env.physics
-    model, data = physics.model.ptr, physics.data.ptr
-    mujoco.mj_resetData(model, data)
-    data.qpos[0], data.qvel[0] = angle, velocity
-    mujoco.mj_forward(model, data)
+    from envs.rollout import pose_state
+
+    pose_state(env, angle, velocity)  # the env's physics now holds the posed state
+    model, data = env.physics.model.ptr, env.physics.data.ptr
     for _ in range(int(round(SECONDS / model.opt.timestep))):
         data.ctrl[0] = -np.sign(math.sin(data.qpos[0]))
         mujoco.mj_step(model, data)
