@@ -300,3 +300,34 @@ def test_learning_on_rendered_cartpole():
     # measured (2 cores): recon MSE falls ~ 10x, open-loop MSE ~ 5x in 250 steps
     assert after_recon < before_recon / 4, (before_recon, after_recon)
     assert after_ol < before_ol / 3, (before_ol, after_ol)
+
+
+def test_reward_overshooting_scores_each_open_loop_step_against_its_own_reward(monkeypatch):
+    """With the noise switched off, the d-step reward term equals the reward NLL of `imagine`
+    rolled from each posterior state, so the alignment (z_{t+d} predicts r_{t+d-1}) is right."""
+    import math
+    import worldmodel.model as model_module
+    model = _model("rssm", overshooting_distance=3, overshooting_reward_scale=0.5)
+    batch = _batch(model.cfg, t=6)
+    b, t = batch.rewards.shape
+    monkeypatch.setattr(model_module, "standard_normal",
+                        lambda shape, like, generator=None: like.new_zeros(shape))
+    with torch.no_grad():
+        post = model.observe(batch.images, batch.actions)
+        got = model.overshooting(post, batch.actions, batch.rewards)["overshooting_reward_nll"]
+        per_distance = []
+        for d in range(1, 4):
+            total = torch.zeros(b)
+            for s in range(t - d):  # starts whose d-step target exists
+                seq = model.imagine(post[s], batch.actions[:, s:s + d], sample=False)
+                err = batch.rewards[:, s + d - 1] - model.predict_reward(seq)[:, -1]
+                total += 0.5 * err ** 2 + 0.5 * math.log(2 * math.pi)  # reward_std = 1
+            per_distance.append(total.mean() / t)
+    assert got.item() == pytest.approx(torch.stack(per_distance).mean().item(), rel=1e-5)
+    # the term is in the loss with its scale, and off by default
+    with torch.no_grad():
+        loss = model.loss(batch)
+    assert "overshooting_reward_nll" in loss
+    assert "overshooting_reward_nll" not in _model("rssm", overshooting_distance=3).loss(batch)
+    with pytest.raises(ValueError, match="overshooting_reward_scale"):
+        ModelConfig.small(overshooting_reward_scale=-1.0)

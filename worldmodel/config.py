@@ -63,6 +63,7 @@ class ModelConfig:
     kl_scale: float = 1.0  # beta on the one-step KL (1 = the ELBO)
     overshooting_distance: int = 0  # D of latent overshooting (PlaNet Sec. 3); 0 = off
     overshooting_kl_scale: float = 1.0  # weight of the mean multi-step KL (d = 2..D)
+    overshooting_reward_scale: float = 0.0  # weight of the mean d-step reward NLL (d = 1..D); 0 = off
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -97,6 +98,9 @@ class ModelConfig:
                              f"{self.free_nats}, {self.reward_weight}, {self.kl_scale}")
         if self.kl_balance is not None and not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be None or in [0, 1], got {self.kl_balance}")
+        if self.overshooting_kl_scale < 0 or self.overshooting_reward_scale < 0:
+            raise ValueError("overshooting_kl_scale and overshooting_reward_scale must be >= 0, got "
+                             f"{self.overshooting_kl_scale}, {self.overshooting_reward_scale}")
         if self.overshooting_distance < 0 or self.overshooting_distance == 1:
             raise ValueError(f"overshooting_distance must be 0 (off) or >= 2, got "
                              f"{self.overshooting_distance} (d = 1 is the ordinary KL)")

@@ -156,7 +156,7 @@ class Trainer:
         for name, v in result.items():
             if v != v or v in (float("inf"), float("-inf")):
                 hint = ("a smaller overshooting_distance (open-loop rollouts of that many steps "
-                        "overflowed), a lower lr or grad_clip" if name == "overshooting_kl"
+                        "overflowed), a lower lr or grad_clip" if name.startswith("overshooting")
                         else "a lower lr or grad_clip")
                 raise NonFiniteLossError(f"training diverged at step {self.step + 1}: {name} = {v}; the "
                                          f"parameters were not updated and the last checkpoint (step "
