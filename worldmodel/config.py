@@ -64,6 +64,10 @@ class ModelConfig:
     overshooting_distance: int = 0  # D of latent overshooting (PlaNet Sec. 3); 0 = off
     overshooting_kl_scale: float = 1.0  # weight of the mean multi-step KL (d = 2..D)
     overshooting_reward_scale: float = 0.0  # weight of the mean d-step reward NLL (d = 1..D); 0 = off
+    value_head: bool = False  # learn V(s) by TD(λ) (worldmodel.value); planning adds V(s_H)
+    discount: float = 0.99  # γ of the value head (per agent step, i.e. per repeated action)
+    value_lambda: float = 0.95  # λ of the value targets
+    value_weight: float = 1.0  # scale of the value loss (knob, not in "elbo"; the latent is detached)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -96,6 +100,13 @@ class ModelConfig:
         if self.free_nats < 0 or self.reward_weight < 0 or self.kl_scale < 0:
             raise ValueError("free_nats, reward_weight and kl_scale must be >= 0, got "
                              f"{self.free_nats}, {self.reward_weight}, {self.kl_scale}")
+        if not 0.0 <= self.discount < 1.0 or not 0.0 <= self.value_lambda <= 1.0:
+            raise ValueError(f"discount must be in [0, 1) and value_lambda in [0, 1], got "
+                             f"{self.discount}, {self.value_lambda}")
+        if self.value_weight < 0:
+            raise ValueError(f"value_weight must be >= 0, got {self.value_weight}")
+        if self.value_head and not self.predict_reward:
+            raise ValueError("value_head=True needs predict_reward=True (the value is of rewards)")
         if self.kl_balance is not None and not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be None or in [0, 1], got {self.kl_balance}")
         if self.overshooting_kl_scale < 0 or self.overshooting_reward_scale < 0:

@@ -12,7 +12,8 @@ r_t = rewards[:, t] arriving with o_{t+1}; t = 1..T (code index 0..T-1).
 with q(z_t | o_≤t, a_<t, z_{t−1}) the recurrent history encoder (worldmodel.transitions), samples
 reparameterised z = μ + σ ε and every KL in closed form. `loss` reports each term per time step
 (sequence sum / T, batch mean); "elbo" is the bound itself; "loss" adds the knobs (free nats, KL
-balancing, KL scale, reward weight, latent overshooting) and is what training minimises.
+balancing, KL scale, reward weight, latent overshooting, the value head's TD(λ) loss) and is what
+training minimises.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced,
                                       standard_normal)
 from worldmodel.networks import ConvDecoder, ConvEncoder, mlp, vector_decoder, VectorEncoder
 from worldmodel.transitions import LatentSeq, LatentState, make_transition
+from worldmodel.value import state_value, value_loss
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class WorldModel(nn.Module):
                                           cfg.hidden_size, act)
         self.reward_head = (mlp([s, cfg.hidden_size, cfg.hidden_size, 1], act)
                             if cfg.predict_reward else None)
+        self.value_head = (mlp([s, cfg.hidden_size, cfg.hidden_size, 1], act)
+                           if cfg.value_head else None)
 
     # --- shapes and checks ---------------------------------------------------------------------
     @property
@@ -233,6 +237,10 @@ class WorldModel(nn.Module):
             loss = loss + cfg.overshooting_kl_scale * over["overshooting_kl"]
             if "overshooting_reward_nll" in over:
                 loss = loss + cfg.overshooting_reward_scale * over["overshooting_reward_nll"]
+        if self.value_head is not None:  # on the posterior means; the latent is not shaped by it
+            out["value_loss"] = value_loss(self.value_head, post.vector(use_mean=True).detach(),
+                                           batch.rewards, cfg.discount, cfg.value_lambda)
+            loss = loss + cfg.value_weight * out["value_loss"]
         out["loss"] = loss
         return out
 
@@ -281,6 +289,16 @@ class WorldModel(nn.Module):
         return out
 
     # --- planning ------------------------------------------------------------------------------
+    def _planning_value(self, bf16: bool):
+        """V(s) [N] of flat states s [N, S], in s's dtype (bf16 under autocast when asked)."""
+        head, discount = self.value_head, self.cfg.discount
+
+        def value(s: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = state_value(head, s, discount)
+            return out.to(s.dtype)
+        return value
+
     def to_vector(self, state: LatentState, use_mean: bool = True) -> torch.Tensor:
         """Flat planning state [B, S] = [deter, z] (posterior mean by default)."""
         return state.vector(use_mean=use_mean)
@@ -297,11 +315,14 @@ class WorldModel(nn.Module):
                          action_low: Union[torch.Tensor, float] = -1.0,
                          action_high: Union[torch.Tensor, float] = 1.0,
                          action_penalty: float = 0.0, exact_jacobians: bool = True,
-                         precision: str = "float32", compile: bool = False):
+                         precision: str = "float32", compile: bool = False,
+                         terminal_value: bool = True):
         """A planners.Problem over flat states s [N, S] stepping the prior mean deterministically.
 
         objective "reward": running_cost(s, a) = −r̂(s) + action_penalty·|a|², terminal −r̂(s_H)
-        (r̂(s_t) predicts the reward of a_{t−1}, so the t = 0 term is a harmless constant).
+        (r̂(s_t) predicts the reward of a_{t−1}, so the t = 0 term is a harmless constant),
+        and − V(s_H), the value of the rewards after the horizon, when the model has a value head
+        and terminal_value is True (worldmodel.value).
         GoalObjective: E2C's quadratic cost. For locally_linear, `jacobians` are supplied:
         the true Jacobians of `step` (exact_jacobians=True) or E2C's (A, B) linearisation.
         `start` (vector [S] / [1, S] or LatentState) only checks the size; the planner takes the
@@ -351,7 +372,11 @@ class WorldModel(nn.Module):
             def running(s, a):
                 return -reward(s) + action_penalty * (a * a).sum(-1)
 
-            terminal = lambda s: -reward(s)  # noqa: E731
+            if terminal_value and self.value_head is not None:
+                value = self._planning_value(bf16)
+                terminal = lambda s: -(reward(s) + value(s))  # noqa: E731
+            else:
+                terminal = lambda s: -reward(s)  # noqa: E731
         elif isinstance(objective, GoalObjective):
             goal = objective.goal.reshape(-1)
             if goal.numel() != self.state_size:
