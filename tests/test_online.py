@@ -111,12 +111,14 @@ def test_resume_may_raise_the_budget_and_a_finished_run_is_not_redone(tmp_path):
 
 def test_value_head_and_reward_overshooting_train_inside_the_online_loop(tmp_path):
     run = tmp_path / "run"
-    extra = {**TINY_MODEL, "value_head": True, "overshooting_distance": 3, "overshooting_reward_scale": 1.0}
+    extra = {**TINY_MODEL, "value_head": True, "value_target": "imagined", "imagination_horizon": 3,
+             "overshooting_distance": 3, "overshooting_reward_scale": 1.0}
     summary = run_online(tiny(env_steps=3000, final_eval_episodes=0, model_overrides=extra), run,
                          progress=False)
     assert summary["episodes"] == 3
     trained = [r for r in read_metrics(run) if "value_loss" in r]
-    assert trained and all(np.isfinite(r["value_loss"]) and np.isfinite(r["overshooting_reward_nll"])
+    assert trained and all(np.isfinite(r["value_loss"]) and np.isfinite(r["actor_loss"])
+                           and np.isfinite(r["overshooting_reward_nll"])
                            for r in trained)
     assert load_checkpoint(run / "checkpoint.pt")["model_config"]["value_head"] is True
 

@@ -94,3 +94,60 @@ def test_value_settings_are_checked():
         ModelConfig.small(value_head=True, discount=1.0)
     with pytest.raises(ValueError, match="needs predict_reward"):
         ModelConfig.small(value_head=True, predict_reward=False)
+
+
+class _Drift(torch.nn.Module):
+    """Known latent dynamics s' = s + 0.5 a (a point mass), with a tiny std."""
+
+    def step(self, state, action, noise):
+        from worldmodel.transitions import LatentState
+
+        mean = state.sample + 0.5 * action
+        std = torch.full_like(mean, 1e-3)
+        return LatentState(mean, std, mean + std * noise)
+
+
+class _NegSquare(torch.nn.Module):
+    def forward(self, s):
+        return -(s ** 2).sum(-1, keepdim=True)
+
+
+def test_imagined_actor_critic_learns_to_steer_to_the_reward_and_values_states_by_it():
+    """On s' = s + 0.5 a with reward −s², the actor learns to push s to 0 from either side, and
+    the critic learns that states near 0 are worth more than states far from it."""
+    from worldmodel.transitions import LatentState
+    from worldmodel.value import Actor, imagined_actor_critic
+
+    torch.manual_seed(0)
+    actor, value = Actor(1, 1, 32, "relu"), mlp([1, 32, 32, 1])
+    opt = torch.optim.Adam([*actor.parameters(), *value.parameters()], lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        s = torch.rand(64, 1, generator=g) * 4 - 2
+        start = LatentState(s, torch.full_like(s, 1e-3), s)
+        out = imagined_actor_critic(_Drift(), _NegSquare(), value, actor, start, horizon=5,
+                                    discount=0.9, lam=0.95, entropy_scale=1e-4, generator=g)
+        opt.zero_grad()
+        (out["actor_loss"] + out["value_loss"]).backward()
+        opt.step()
+    with torch.no_grad():
+        mean_action = torch.tanh(actor.net(torch.tensor([[1.5], [-1.5]])).chunk(2, -1)[0]).squeeze(-1)
+        v = state_value(value, torch.tensor([[0.0], [1.0], [2.0]]), 0.9)
+    assert mean_action[0] < -0.5 and mean_action[1] > 0.5, mean_action
+    assert v[0] > v[1] > v[2], v
+
+
+def test_imagined_actor_critic_trains_the_actor_and_value_only():
+    model = _model(value_head=True, value_target="imagined", imagination_horizon=3)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(torch.rand(2, 5, 3, 32, 32, generator=g) - 0.5,
+                  torch.rand(2, 5, 1, generator=g) * 2 - 1, torch.rand(2, 5, generator=g))
+    out = model.loss(batch)
+    assert {"actor_loss", "value_loss", "imagined_return"} <= set(out)
+    for term, owner in (("actor_loss", "actor."), ("value_loss", "value_head.")):
+        model.zero_grad()
+        out[term].backward(retain_graph=True)
+        touched = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        assert touched and all(n.startswith(owner) for n in touched), (term, touched)
+    with pytest.raises(ValueError, match="value_target"):
+        ModelConfig.small(value_head=True, value_target="dreamed")

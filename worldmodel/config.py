@@ -68,6 +68,10 @@ class ModelConfig:
     discount: float = 0.99  # γ of the value head (per agent step, i.e. per repeated action)
     value_lambda: float = 0.95  # λ of the value targets
     value_weight: float = 1.0  # scale of the value loss (knob, not in "elbo"; the latent is detached)
+    value_target: str = "recorded"  # recorded: TD(λ) on the data's latents (the collecting policy's
+    # value); imagined: Dreamer's actor-critic in imagination (an actor head, a policy's value improved)
+    imagination_horizon: int = 15  # steps imagined per posterior state (value_target="imagined"); Dreamer
+    actor_entropy: float = 1e-3  # entropy bonus of the actor, per step, against rewards on their own scale
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -103,6 +107,11 @@ class ModelConfig:
         if not 0.0 <= self.discount < 1.0 or not 0.0 <= self.value_lambda <= 1.0:
             raise ValueError(f"discount must be in [0, 1) and value_lambda in [0, 1], got "
                              f"{self.discount}, {self.value_lambda}")
+        if self.value_target not in ("recorded", "imagined"):
+            raise ValueError(f"value_target must be 'recorded' or 'imagined', got {self.value_target!r}")
+        if self.imagination_horizon < 1 or self.actor_entropy < 0:
+            raise ValueError(f"imagination_horizon must be >= 1 and actor_entropy >= 0, got "
+                             f"{self.imagination_horizon}, {self.actor_entropy}")
         if self.value_weight < 0:
             raise ValueError(f"value_weight must be >= 0, got {self.value_weight}")
         if self.value_head and not self.predict_reward:

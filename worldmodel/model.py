@@ -29,7 +29,7 @@ from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced,
                                       standard_normal)
 from worldmodel.networks import ConvDecoder, ConvEncoder, mlp, vector_decoder, VectorEncoder
 from worldmodel.transitions import LatentSeq, LatentState, make_transition
-from worldmodel.value import state_value, value_loss
+from worldmodel.value import Actor, imagined_actor_critic, state_value, value_loss
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ class WorldModel(nn.Module):
                             if cfg.predict_reward else None)
         self.value_head = (mlp([s, cfg.hidden_size, cfg.hidden_size, 1], act)
                            if cfg.value_head else None)
+        self.actor = (Actor(s, cfg.action_dim, cfg.hidden_size, act)
+                      if cfg.value_head and cfg.value_target == "imagined" else None)
 
     # --- shapes and checks ---------------------------------------------------------------------
     @property
@@ -237,7 +239,12 @@ class WorldModel(nn.Module):
             loss = loss + cfg.overshooting_kl_scale * over["overshooting_kl"]
             if "overshooting_reward_nll" in over:
                 loss = loss + cfg.overshooting_reward_scale * over["overshooting_reward_nll"]
-        if self.value_head is not None:  # on the posterior means; the latent is not shaped by it
+        if self.actor is not None:  # from every posterior state; the world model is not shaped by it
+            out.update(imagined_actor_critic(self.transition, self.reward_head, self.value_head,
+                                             self.actor, post.flat().detach(), cfg.imagination_horizon,
+                                             cfg.discount, cfg.value_lambda, cfg.actor_entropy, generator))
+            loss = loss + cfg.value_weight * out["value_loss"] + out["actor_loss"]
+        elif self.value_head is not None:  # on the posterior means; the latent is not shaped by it
             out["value_loss"] = value_loss(self.value_head, post.vector(use_mean=True).detach(),
                                            batch.rewards, cfg.discount, cfg.value_lambda)
             loss = loss + cfg.value_weight * out["value_loss"]

@@ -18,8 +18,13 @@ upright, ~70 steps of pumping away; see benchmarks/results/oracle_pendulum_swing
 """
 from __future__ import annotations
 
+import math
+from typing import Any, Callable, Optional, Union
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 
 def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discount: float,
@@ -40,7 +45,8 @@ def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discount: float,
     return torch.stack(out[::-1], 1)
 
 
-def state_value(head: nn.Module, features: torch.Tensor, discount: float) -> torch.Tensor:
+def state_value(head: Union[nn.Module, Callable[[torch.Tensor], torch.Tensor]], features: torch.Tensor,
+                discount: float) -> torch.Tensor:
     """V(s) [...] of features [..., S]. The head outputs (1 − γ)·V, the value in units of one
     step's reward, so its loss and gradients stay on the reward head's scale (a value is up to
     1 / (1 − γ) = 100 times a reward, and the model's gradients are clipped by one global norm)."""
@@ -56,3 +62,76 @@ def value_loss(head: nn.Module, features: torch.Tensor, rewards: torch.Tensor, d
     values = state_value(head, features, discount).float()  # [B, T]
     targets = lambda_returns(rewards[:, :-1].float(), values.detach(), discount, lam)
     return 0.5 * ((1.0 - discount) * (values[:, :-1] - targets)).pow(2).mean()
+
+
+class Actor(nn.Module):
+    """π(a | s): a tanh-squashed Gaussian over actions in [−1, 1]^A (Dreamer's continuous actor)."""
+
+    def __init__(self, state_size: int, action_dim: int, hidden: int, act: str, min_std: float = 0.1):
+        super().__init__()
+        from worldmodel.networks import mlp
+
+        self.net = mlp([state_size, hidden, hidden, 2 * action_dim], act)
+        self.min_std = min_std
+
+    def forward(self, s: torch.Tensor, generator: Optional[torch.Generator] = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action [N, A] and the entropy [N] of the Gaussian before the tanh."""
+        mean, raw = self.net(s).chunk(2, -1)
+        std = F.softplus(raw) + self.min_std
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        entropy = (torch.log(std) + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+        return torch.tanh(mean + std * eps), entropy
+
+
+class _Step(nn.Module):
+    """The transition's `step` as `forward`, so torch.func.functional_call can swap its weights."""
+
+    def __init__(self, transition: nn.Module):
+        super().__init__()
+        self.transition = transition
+
+    def forward(self, state: Any, action: torch.Tensor, noise: torch.Tensor) -> Any:
+        return self.transition.step(state, action, noise)
+
+
+def _frozen(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The module's parameters, detached: calls through them pass gradients to their inputs only."""
+    return {prefix + name: p.detach() for name, p in module.named_parameters()}
+
+
+def imagined_actor_critic(transition: nn.Module, reward_head: nn.Module, value_head: nn.Module,
+                          actor: Actor, start: Any, horizon: int, discount: float, lam: float,
+                          entropy_scale: float, generator: Optional[torch.Generator] = None
+                          ) -> dict[str, torch.Tensor]:
+    """Dreamer's behaviour learning (Hafner et al. 2020, Sec. 3), for the value MPC adds at s_H.
+
+    From detached start states (N = B·T posterior states), the actor's actions roll the prior
+    for `horizon` steps; the λ-returns of the predicted rewards, bootstrapped with V, are
+    - maximised by the actor, through the dynamics (whose weights are frozen for this term), and
+    - regressed by the value head on the (detached) imagined states.
+    The value so learnt is that of a policy improved in imagination, not of the one that collected
+    the data, so it reaches states the data never rewarded. Returns "actor_loss", "value_loss"
+    (both per state, on the reward scale like `value_loss`) and "imagined_return" (mean of G_0).
+    """
+    step = _Step(transition)
+    frozen_step = _frozen(step)
+    frozen_reward, frozen_value = _frozen(reward_head), _frozen(value_head)
+    state, feats, entropies = start, [start.vector()], []
+    for _ in range(horizon):
+        action, entropy = actor(state.vector().detach(), generator)
+        noise = torch.randn(state.mean.shape, generator=generator, device=state.mean.device,
+                            dtype=state.mean.dtype)
+        state = functional_call(step, frozen_step, (state, action, noise))
+        feats.append(state.vector())
+        entropies.append(entropy)
+    feats_t = torch.stack(feats, 1)  # [N, H+1, S]
+    rewards = functional_call(reward_head, frozen_reward, (feats_t[:, 1:],)).squeeze(-1)  # [N, H]
+    values = state_value(lambda x: functional_call(value_head, frozen_value, (x,)), feats_t, discount)
+    returns = lambda_returns(rewards.float(), values.float(), discount, lam)  # [N, H]
+    weights = discount ** torch.arange(horizon, device=returns.device, dtype=returns.dtype)
+    entropy = torch.stack(entropies, 1).float()  # [N, H]
+    actor_loss = -((1.0 - discount) * returns + entropy_scale * entropy).mul(weights).mean()
+    predicted = state_value(value_head, feats_t[:, :-1].detach(), discount).float()
+    critic = 0.5 * ((1.0 - discount) * (predicted - returns.detach())).pow(2).mul(weights).mean()
+    return {"actor_loss": actor_loss, "value_loss": critic, "imagined_return": returns[:, 0].mean().detach()}
