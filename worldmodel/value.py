@@ -6,15 +6,20 @@ reward of the actions taken from it on:
 
     V(s_t) = E[ r_t + γ V(s_{t+1}) ]
 
-and the head is regressed onto the λ-returns of recorded sequences (Sutton & Barto, Sec. 12.1),
-bootstrapped from its own (stop-gradient) predictions:
+and the head is regressed onto λ-returns (Sutton & Barto, Sec. 12.1), bootstrapped from its own
+(stop-gradient) predictions:
 
     G_t = r_t + γ [ (1 − λ) V(s_{t+1}) + λ G_{t+1} ],    G_{T−1} = V(s_{T−1}).
 
-The targets are those of the policy that collected the data (MPC with noise), so the planner with
-this terminal value does one step of policy improvement per round of collection. MPC with a short
-horizon needs it where reward is sparse and far away (pendulum swing-up: 1 only within 8° of
-upright, ~70 steps of pumping away; see benchmarks/results/oracle_pendulum_swingup_100k_s0_h*.json).
+Two sources of sequences (ModelConfig.value_target):
+- "recorded" (`value_loss`): the posterior latents and rewards of the data, so V is the value of
+  the policy that collected it (MPC with noise);
+- "imagined" (`imagined_actor_critic`): Dreamer's behaviour learning, rollouts of the learned
+  dynamics under an actor that is trained to maximise the same returns, so V is the value of a
+  policy improved in imagination, also in states the data never saw rewarded.
+MPC with a short horizon needs such a value where reward is sparse and far away (pendulum swing-up:
+1 only within 8° of upright, ~70 steps of pumping away; the planner on the true simulator scores 0,
+benchmarks/results/oracle_pendulum_swingup_100k_s0_h*.json).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+
+from worldmodel.networks import mlp
 
 
 def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discount: float,
@@ -69,8 +76,6 @@ class Actor(nn.Module):
 
     def __init__(self, state_size: int, action_dim: int, hidden: int, act: str, min_std: float = 0.1):
         super().__init__()
-        from worldmodel.networks import mlp
-
         self.net = mlp([state_size, hidden, hidden, 2 * action_dim], act)
         self.min_std = min_std
 
