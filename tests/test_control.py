@@ -85,6 +85,12 @@ def test_evaluation_records_the_planner_settings_it_used():
     more = evaluate_model(model, TASK, replace(config, oracle_episodes=2, random_episodes=3), image_size=SIZE,
                           action_repeat=REPEAT, progress=False)
     assert (more["episodes"], more["oracle_episodes"], len(more["random"]["returns"])) == (1, 2, 3)
+    assert out["terminal_value"] is False  # no value head
+    valued = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1, value_head=True))
+    for wanted in (True, False):
+        got = evaluate_model(valued, TASK, replace(config, terminal_value=wanted), image_size=SIZE,
+                             action_repeat=REPEAT, progress=False)
+        assert got["terminal_value"] is wanted
 
 
 def test_goal_image_of_the_wrong_size_is_rejected():

@@ -47,6 +47,9 @@ class EvalConfig:
     # torch.compile of the step and reward (benchmarks/planner_speed.py measures both)
     planning_precision: str = "float32"
     compile_planning: bool = False
+    # add the model's value head V(s_H) to the planned return when it has one (worldmodel.value);
+    # False plans on the horizon's rewards alone, the ablation of the value on the same model
+    terminal_value: bool = True
 
     def __post_init__(self) -> None:
         from worldmodel.device import check_precision
@@ -114,17 +117,18 @@ class LatentMPCAgent:
 
     def __init__(self, model: Any, planner: Any, horizon: int, *, seed: int, device: str = "cpu",
                  objective: Any = "reward", execute: int = 1, record_predictions: bool = False,
-                 precision: str = "float32", compile: bool = False) -> None:
+                 precision: str = "float32", compile: bool = False, terminal_value: bool = True) -> None:
         """record_predictions: keep `predicted`, the frames the model expected: the reconstruction
         of the first image, then at each step the one-step prediction under the chosen action
         (aligned with the real frames of `run_episode(record_frames=True)`).
-        precision, compile: how the planner's rollouts run (`WorldModel.planning_problem`)."""
+        precision, compile: how the planner's rollouts run; terminal_value: whether V(s_H) of a
+        model with a value head joins the planned return (`WorldModel.planning_problem`)."""
         import planners
 
         self.model, self.planner, self.horizon, self.device = model, planner, horizon, device
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.problem = model.planning_problem(None, objective, horizon, precision=precision,
-                                              compile=compile)
+                                              compile=compile, terminal_value=terminal_value)
         self.mpc = planners.MPC(planner, self.problem, execute=execute, generator=self.generator)
         self.record_predictions = record_predictions
         self.predicted: list[np.ndarray] = []

@@ -71,7 +71,8 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
             if kind == "learned":
                 agent = LatentMPCAgent(model, planner, config.horizon, seed=seed, device=config.device,
                                        record_predictions=film, precision=config.planning_precision,
-                                       compile=config.compile_planning)
+                                       compile=config.compile_planning,
+                                       terminal_value=config.terminal_value)
             elif kind == "oracle":
                 agent = OracleAgent(planner, config.horizon, seed=seed)
             else:
@@ -91,7 +92,8 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     out = summarise(results["learned"])
     out.update(episodes=config.episodes, seed=config.seed, task=task, planner=config.planner,
                horizon=config.horizon, planner_settings=_settings(planner),
-               max_steps=config.max_steps)
+               max_steps=config.max_steps,
+               terminal_value=config.terminal_value and getattr(model, "value_head", None) is not None)
     out["oracle"] = summarise(results["oracle"]) if results["oracle"] else None
     out["oracle_return_mean"] = out["oracle"]["return_mean"] if out["oracle"] else None
     out["oracle_episodes"] = len(results["oracle"])
@@ -124,18 +126,20 @@ def _settings(planner: Any) -> dict[str, Any]:
 def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True,
              video: bool = True) -> dict[str, Any]:
     """Load a run's latest checkpoint, evaluate it and write `<run>/eval/<planner>.json` (and,
-    with `video`, `<run>/eval/<planner>_episode.mp4`: real beside predicted frames)."""
+    with `video`, `<run>/eval/<planner>_episode.mp4`: real beside predicted frames). Without the
+    terminal value the name is `<planner>_no_terminal_value`, so the two evaluations sit side by side."""
     from worldmodel.checkpoint import load_model
 
     run_dir = Path(run_dir)
     task = run_task(run_dir)
     model, _, _ = load_model(run_dir, device=config.device)
+    name = config.planner + ("" if config.terminal_value else "_no_terminal_value")
     t0 = time.time()
     out = evaluate_model(model, task["task"], config, image_size=task["image_size"],
                          action_repeat=task["action_repeat"], progress=progress,
-                         video=run_dir / "eval" / f"{config.planner}_episode.mp4" if video else None)
+                         video=run_dir / "eval" / f"{name}_episode.mp4" if video else None)
     out["wall_seconds"] = time.time() - t0
-    atomic_write_json(run_dir / "eval" / f"{config.planner}.json", out)
+    atomic_write_json(run_dir / "eval" / f"{name}.json", out)
     return out
 
 
@@ -170,6 +174,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
                    help="float32 | bfloat16: the learned model's rollouts under bf16 autocast")
     p.add_argument("--compile-planning", action="store_true",
                    help="torch.compile the learned model's step and reward (first plan compiles)")
+    p.add_argument("--no-terminal-value", action="store_true",
+                   help="plan on the horizon's rewards alone, without a value head's V(s_H) "
+                        "(writes <run>/eval/<planner>_no_terminal_value.json)")
     p.add_argument("--no-video", action="store_true",
                    help="skip <run>/eval/<planner>_episode.mp4 (real beside predicted frames)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -200,10 +207,12 @@ def _command(args: argparse.Namespace) -> int:
                         seed=args.seed, max_steps=args.max_steps,
                         device=str(resolve_device(args.device)),
                         planning_precision=args.planning_precision,
-                        compile_planning=args.compile_planning)
+                        compile_planning=args.compile_planning,
+                        terminal_value=not args.no_terminal_value)
     out = evaluate(args.run, config, video=not args.no_video)
     print_summary(out)
-    print(f"wrote {Path(args.run) / 'eval' / (args.planner + '.json')}")
+    name = args.planner + ("" if config.terminal_value else "_no_terminal_value")
+    print(f"wrote {Path(args.run) / 'eval' / (name + '.json')}")
     if out.get("video"):
         print(f"wrote {out['video']} (real frames beside the model's one-step predictions)")
     return 0
