@@ -264,3 +264,20 @@ def test_cli_trains_then_resumes(data, tmp_path):
         "step_00000002.pt", "step_00000003.pt", "step_00000004.pt", "step_00000005.pt"]
     with pytest.raises(ValueError, match=r"model setting 'transition'"):
         run_train_command(parser.parse_args(["--out", str(run), "--resume", "--transition", "gaussian"]))
+
+
+def test_a_run_whose_config_predates_a_model_setting_resumes_with_its_model_given(data, tmp_path):
+    """`worldmodel train --resume --transition ...` hands `train` a model config with today's fields;
+    a run whose config.json was written before a field existed takes that field's default."""
+    run = tmp_path / "old"
+    train(tiny_model_config(), tiny_train_config(steps=2), data, run, progress=False)
+    config_path = run / "config.json"
+    stored = json.loads(config_path.read_text())
+    for key in ("value_head", "overshooting_reward_scale"):  # as written before they existed
+        del stored["model"][key]
+    config_path.write_text(json.dumps(stored))
+    train(tiny_model_config(), tiny_train_config(steps=3), None, run, resume=True, progress=False)
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    with pytest.raises(ValueError, match="value_head"):  # a real change is still refused
+        train(tiny_model_config(value_head=True), tiny_train_config(steps=4), None, run, resume=True,
+              progress=False)

@@ -258,8 +258,9 @@ def _settle_run(model_config: Any, config: TrainConfig | None, data_path: str | 
         raise ckpt.CheckpointError(f"cannot resume: {out_dir} holds no run (needs {ckpt.CONFIG_FILE} and "
                                    f"{ckpt.CHECKPOINT_FILE}); start one without --resume")
     stored = ckpt.read_run_config(out_dir)
-    if model_config is not None:
-        ckpt.check_resume_agrees(stored["model"], model_config.to_dict(), "model")
+    if model_config is not None:  # the stored settings filled with today's defaults, as below
+        ckpt.check_resume_agrees(type(model_config).from_dict(stored["model"]).to_dict(),
+                                 model_config.to_dict(), "model")
     if config is not None:
         # filled with today's defaults: a setting added since the run started is not a conflict
         ckpt.check_resume_agrees(TrainConfig.from_dict(stored["train"]).to_dict(), config.to_dict(),
