@@ -41,15 +41,6 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "online_model_diagnosis.json"
 
 
 @torch.no_grad()
-def filtered(model, episode):
-    """The episode's padded actions [1, T+1, A] and its filtered posterior (means, as MPC filters)."""
-    from worldmodel.visualize import episode_tensors
-
-    images, actions = episode_tensors(episode)  # [1, T+1, 3, H, W], [1, T+1, A]
-    return actions, model.observe(images, actions, sample=False)
-
-
-@torch.no_grad()
 def episode_predictions(model, episode, actions, post, horizon: int) -> dict[str, np.ndarray]:
     """From each start j = 0..T−H: predicted rewards [J, H] along the open-loop prior, recorded
     rewards [J, H], the filtered reward prediction [T] (from z_{t+1}) and the start states [J, S]."""
@@ -128,6 +119,7 @@ def main() -> None:
     from worldmodel.checkpoint import load_model, read_run_config
     from worldmodel.control import GOAL_TOLERANCE
     from worldmodel.data import EpisodeDataset
+    from worldmodel.visualize import filtered_episode
 
     config = read_run_config(args.run)
     online = config.get("online")
@@ -142,7 +134,7 @@ def main() -> None:
     if not 1 <= args.episodes <= len(data):
         raise SystemExit(f"--episodes must be in [1, {len(data)}] (the episodes in {args.run / 'data'})")
     chosen = range(len(data) - args.episodes, len(data))
-    posts = {i: filtered(model, data[i]) for i in chosen}  # i -> (actions, posterior)
+    posts = {i: filtered_episode(model, data[i]) for i in chosen}  # i -> (actions, posterior)
     parts = [episode_predictions(model, data[i], *posts[i], horizon) for i in chosen]
 
     def pole_up(states: np.ndarray) -> np.ndarray:

@@ -33,25 +33,24 @@ from worldmodel.atomic import atomic_write_json  # noqa: E402
 def filtered_features(model, dataset) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per episode: posterior-mean features [T+1, S] and rewards [T+1] (a 0 pads the last frame,
     which has no action after it; value_loss never uses the last step's reward)."""
-    from worldmodel.visualize import episode_tensors
+    from worldmodel.visualize import filtered_episode
 
     out = []
     for i in range(len(dataset)):
         episode = dataset[i]
-        images, actions = episode_tensors(episode)
-        post = model.observe(images, actions, sample=False)
+        _, post = filtered_episode(model, episode)
         rewards = torch.cat([torch.tensor(episode.rewards, dtype=torch.float32), torch.zeros(1)])
         out.append((post.vector(use_mean=True)[0], rewards))
     return out
 
 
-def discounted_to_go(rewards: np.ndarray, discount: float) -> np.ndarray:
-    """Σ_k γ^k r_{t+k} to the end of the recorded episode, per step [T]."""
-    out, g = np.zeros_like(rewards, dtype=np.float64), 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        g = rewards[t] + discount * g
-        out[t] = g
-    return out
+def discounted_to_go(rewards: torch.Tensor, discount: float) -> np.ndarray:
+    """Σ_k γ^k r_{t+k} to the end of the recorded episode, per step [T] (float64): the λ = 1
+    return with nothing after the last step."""
+    from worldmodel.value import lambda_returns
+
+    r = rewards.to(torch.float64)[None]  # [1, T]
+    return lambda_returns(r, torch.zeros(1, r.shape[1] + 1, dtype=torch.float64), discount, 1.0)[0].numpy()
 
 
 def main() -> None:
@@ -119,7 +118,7 @@ def main() -> None:
         for (f, r), n in zip(episodes, lengths):
             half = (n - 1) // 2
             values.append(state_value(head, f[:half], args.discount).numpy())
-            to_go.append(discounted_to_go(r[:-1].numpy(), args.discount)[:half])
+            to_go.append(discounted_to_go(r[:-1], args.discount)[:half])
     values, to_go = np.concatenate(values), np.concatenate(to_go)
     rewarded = to_go > 0.5
     fit = {

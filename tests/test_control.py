@@ -91,6 +91,8 @@ def test_evaluation_records_the_planner_settings_it_used():
         got = evaluate_model(valued, TASK, replace(config, terminal_value=wanted), image_size=SIZE,
                              action_repeat=REPEAT, progress=False)
         assert got["terminal_value"] is wanted
+    assert (config.result_name, replace(config, terminal_value=False).result_name) == (
+        "cem", "cem_no_terminal_value")  # the file stems under <run>/eval
 
 
 def test_goal_image_of_the_wrong_size_is_rejected():

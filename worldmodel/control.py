@@ -51,6 +51,11 @@ class EvalConfig:
     # False plans on the horizon's rewards alone, the ablation of the value on the same model
     terminal_value: bool = True
 
+    @property
+    def result_name(self) -> str:
+        """File stem of this evaluation under <run>/eval: the planner, marked when V is left out."""
+        return self.planner + ("" if self.terminal_value else "_no_terminal_value")
+
     def __post_init__(self) -> None:
         from worldmodel.device import check_precision
 

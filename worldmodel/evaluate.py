@@ -133,7 +133,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True,
     run_dir = Path(run_dir)
     task = run_task(run_dir)
     model, _, _ = load_model(run_dir, device=config.device)
-    name = config.planner + ("" if config.terminal_value else "_no_terminal_value")
+    name = config.result_name
     t0 = time.time()
     out = evaluate_model(model, task["task"], config, image_size=task["image_size"],
                          action_repeat=task["action_repeat"], progress=progress,
@@ -211,8 +211,7 @@ def _command(args: argparse.Namespace) -> int:
                         terminal_value=not args.no_terminal_value)
     out = evaluate(args.run, config, video=not args.no_video)
     print_summary(out)
-    name = args.planner + ("" if config.terminal_value else "_no_terminal_value")
-    print(f"wrote {Path(args.run) / 'eval' / (name + '.json')}")
+    print(f"wrote {Path(args.run) / 'eval' / (config.result_name + '.json')}")
     if out.get("video"):
         print(f"wrote {out['video']} (real frames beside the model's one-step predictions)")
     return 0

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from worldmodel.distributions import standard_normal
 from worldmodel.networks import mlp
 
 
@@ -68,7 +69,12 @@ def value_loss(head: nn.Module, features: torch.Tensor, rewards: torch.Tensor, d
     rewards [B, T] as in a Batch (the last step's reward has no next state and is unused)."""
     values = state_value(head, features, discount).float()  # [B, T]
     targets = lambda_returns(rewards[:, :-1].float(), values.detach(), discount, lam)
-    return 0.5 * ((1.0 - discount) * (values[:, :-1] - targets)).pow(2).mean()
+    return _value_error(values[:, :-1], targets, discount).mean()
+
+
+def _value_error(values: torch.Tensor, targets: torch.Tensor, discount: float) -> torch.Tensor:
+    """0.5·((1 − γ)(V − G))² per element: the squared error on the reward scale (`state_value`)."""
+    return 0.5 * ((1.0 - discount) * (values - targets)).pow(2)
 
 
 class Actor(nn.Module):
@@ -84,7 +90,7 @@ class Actor(nn.Module):
         """A reparameterised action [N, A] and the entropy [N] of the Gaussian before the tanh."""
         mean, raw = self.net(s).chunk(2, -1)
         std = F.softplus(raw) + self.min_std
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = standard_normal(tuple(mean.shape), mean, generator)
         entropy = (torch.log(std) + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
         return torch.tanh(mean + std * eps), entropy
 
@@ -100,9 +106,9 @@ class _Step(nn.Module):
         return self.transition.step(state, action, noise)
 
 
-def _frozen(module: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+def _frozen(module: nn.Module) -> dict[str, torch.Tensor]:
     """The module's parameters, detached: calls through them pass gradients to their inputs only."""
-    return {prefix + name: p.detach() for name, p in module.named_parameters()}
+    return {name: p.detach() for name, p in module.named_parameters()}
 
 
 def imagined_actor_critic(transition: nn.Module, reward_head: nn.Module, value_head: nn.Module,
@@ -125,8 +131,7 @@ def imagined_actor_critic(transition: nn.Module, reward_head: nn.Module, value_h
     state, feats, entropies = start, [start.vector()], []
     for _ in range(horizon):
         action, entropy = actor(state.vector().detach(), generator)
-        noise = torch.randn(state.mean.shape, generator=generator, device=state.mean.device,
-                            dtype=state.mean.dtype)
+        noise = standard_normal(tuple(state.mean.shape), state.mean, generator)
         state = functional_call(step, frozen_step, (state, action, noise))
         feats.append(state.vector())
         entropies.append(entropy)
@@ -138,5 +143,5 @@ def imagined_actor_critic(transition: nn.Module, reward_head: nn.Module, value_h
     entropy = torch.stack(entropies, 1).float()  # [N, H]
     actor_loss = -((1.0 - discount) * returns + entropy_scale * entropy).mul(weights).mean()
     predicted = state_value(value_head, feats_t[:, :-1].detach(), discount).float()
-    critic = 0.5 * ((1.0 - discount) * (predicted - returns.detach())).pow(2).mul(weights).mean()
+    critic = _value_error(predicted, returns.detach(), discount).mul(weights).mean()
     return {"actor_loss": actor_loss, "value_loss": critic, "imagined_return": returns[:, 0].mean().detach()}

@@ -36,14 +36,21 @@ def episode_tensors(episode: Any, device: str = "cpu") -> tuple[torch.Tensor, to
 
 
 @torch.no_grad()
+def filtered_episode(model: Any, episode: Any, device: str = "cpu") -> tuple[torch.Tensor, Any]:
+    """The episode's padded actions [1, T+1, A] and its filtered posterior over all T+1 frames,
+    following the means (sample=False) as MPC filters: deterministic, so results repeat exactly."""
+    images, actions = episode_tensors(episode, device)
+    return actions, model.observe(images, actions, sample=False)
+
+
+@torch.no_grad()
 def heldout_latents(model: Any, dataset: Any, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Filtered posterior means [N, S] of every held-out frame and the true states [N, D]: the
     latents control plans from (`filter_step`), and deterministic, so R² repeats exactly."""
     latents, states = [], []
     for i in range(len(dataset)):
         episode = dataset[i]
-        images, actions = episode_tensors(episode, device)
-        post = model.observe(images, actions, sample=False)
+        _, post = filtered_episode(model, episode, device)
         latents.append(post.vector(use_mean=True)[0].float().cpu().numpy())
         states.append(episode.states)
     return np.concatenate(latents), np.concatenate(states)
