@@ -8,6 +8,9 @@ PlaNet (Hafner et al. 2019, Sec. 3 / App. A): horizon 12, 10 iterations, 1000 ca
 100 elites, μ starts at 0 and σ at 1 each step, the plan is the final mean.
 iCEM (Pinneri et al. 2020): coloured noise β, a fraction of elites carried into the next
 iteration, population decay γ, momentum m, shifted warm start, return the best sequence seen.
+TD-MPC (Hansen et al. 2022, Sec. 3.2): N_π sequences drawn once per plan from a policy prior (the
+problem's `proposal`; 24 beside 512 samples there) join the candidates of every iteration, so a
+learned policy's plan competes with the sampled ones and, when it wins, pulls the Gaussian to it.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class CEM:
     warm_start: bool = False  # start μ at `init` (iCEM's shifted mean) rather than 0 (PlaNet)
     return_best: bool = False  # return the best sequence seen (iCEM) rather than μ (PlaNet)
     stop_std: float = 0.0  # stop early once max σ < stop_std (0 = run all iterations)
+    policy_candidates: int = 0  # N_π sequences from problem.proposal per plan (TD-MPC); 0 = none
     seed: int = 0  # used only when plan() gets no generator
 
     def __post_init__(self) -> None:
@@ -54,6 +58,8 @@ class CEM:
         if self.population_decay < 1.0 or self.init_std <= 0 or self.min_std < 0:
             raise ValueError("need population_decay >= 1, init_std > 0, min_std >= 0; got "
                              f"{self.population_decay}, {self.init_std}, {self.min_std}")
+        if self.policy_candidates < 0:
+            raise ValueError(f"policy_candidates must be >= 0, got {self.policy_candidates}")
 
     @classmethod
     def planet(cls, **overrides) -> "CEM":
@@ -82,6 +88,7 @@ class CEM:
         std = torch.full_like(mean, self.init_std)  # [H, A]
         best_u, best_cost = u0.clone(), math.inf
         kept: Optional[torch.Tensor] = None  # [k, H, A] elites carried over (iCEM)
+        policy = self._policy_samples(problem, state, gen, low, high)  # [N_π, H, A] or None
         history: list[float] = []
         info: dict = {"converged": False}
         rolled = 0  # candidate sequences rolled out (kept elites count again: they are rolled again)
@@ -94,8 +101,12 @@ class CEM:
                 samples = clamp_actions(mean + std * noise, low, high)
                 if kept is not None:
                     samples = torch.cat([samples, kept])
+                if policy is not None:
+                    samples = torch.cat([samples, policy])
                 costs = total_cost(problem, state, samples)  # [n (+k)]
                 rolled += samples.shape[0]
+                if policy is not None and i == 0:  # how good the policy prior's best plan is
+                    info["policy_cost"] = float(costs[-policy.shape[0]:].min())
                 k = min(self.elites, samples.shape[0])
                 elite_costs, idx = torch.topk(costs, k, largest=False)  # ascending
                 finite = torch.isfinite(elite_costs)
@@ -119,3 +130,19 @@ class CEM:
                     final_std_max=float(std.max()), samples=rolled)
         chosen = best_u if self.return_best else clamp_actions(mean, low, high)
         return finish(problem, state, torch.stack([u0, chosen]), info, started)
+
+    def _policy_samples(self, problem: Problem, state: torch.Tensor, gen: torch.Generator,
+                        low: torch.Tensor, high: torch.Tensor) -> Optional[torch.Tensor]:
+        """N_π sequences [N_π, H, A] from the problem's policy prior, in the box; None when off."""
+        if self.policy_candidates == 0:
+            return None
+        if problem.proposal is None:
+            raise ValueError(f"policy_candidates={self.policy_candidates} needs a problem with a "
+                             "proposal (a policy prior, e.g. a model trained with "
+                             "value_target='imagined'); set policy_candidates=0 for plain CEM")
+        with torch.no_grad():
+            u = problem.proposal(state, self.policy_candidates, gen)
+        want = (self.policy_candidates, problem.horizon, problem.dim_action)
+        if tuple(u.shape) != want:
+            raise ValueError(f"proposal returned shape {tuple(u.shape)}, expected {list(want)}")
+        return clamp_actions(u.to(state.dtype), low, high)

@@ -21,6 +21,7 @@ Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RunningCost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TerminalCost = Callable[[torch.Tensor], torch.Tensor]
 Jacobians = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Proposal = Callable[[torch.Tensor, int, Optional[torch.Generator]], torch.Tensor]
 
 
 def _as_bound(value: torch.Tensor | float, name: str) -> torch.Tensor:
@@ -39,8 +40,10 @@ class Problem:
 
     step(s [N, S], a [N, A]) -> s' [N, S]; running_cost(s, a) -> [N]; terminal_cost(s) -> [N]
     (optional); jacobians(s, a) -> (df/ds [N, S, S], df/da [N, S, A]) (optional closed form, used
-    by iLQR instead of autodiff). Bounds are [A] tensors or floats; `action_dim` is needed only
-    when both bounds are floats.
+    by iLQR instead of autodiff); proposal(s [S], n, generator) -> [n, H, A] (optional): n action
+    sequences from a policy prior, e.g. a learned actor rolled through the model, that sampling
+    planners add to their candidates (TD-MPC's policy samples, Hansen et al. 2022). Bounds are [A]
+    tensors or floats; `action_dim` is needed only when both bounds are floats.
     """
 
     step: Step
@@ -51,12 +54,16 @@ class Problem:
     terminal_cost: Optional[TerminalCost] = None
     action_dim: Optional[int] = None
     jacobians: Optional[Jacobians] = None
+    proposal: Optional[Proposal] = None
 
     def __post_init__(self) -> None:
         if not callable(self.step) or not callable(self.running_cost):
             raise ValueError("step and running_cost must be callables (s, a) -> tensor")
         if self.terminal_cost is not None and not callable(self.terminal_cost):
             raise ValueError(f"terminal_cost must be callable or None, got {type(self.terminal_cost)}")
+        if self.proposal is not None and not callable(self.proposal):
+            raise ValueError(f"proposal must be callable (s [S], n, generator) -> [n, H, A] or None, "
+                             f"got {type(self.proposal)}")
         if not isinstance(self.horizon, int) or self.horizon < 1:
             raise ValueError(f"horizon must be a positive int, got {self.horizon!r}")
         low = _as_bound(self.action_low, "action_low")
@@ -126,6 +133,9 @@ class Problem:
                 S, A = state.numel(), self.dim_action
                 _expect("jacobians (df/ds)", fs, (2, S, S), "-> (A [N, S, S], B [N, S, A])")
                 _expect("jacobians (df/da)", fa, (2, S, A), "-> (A [N, S, S], B [N, S, A])")
+            if self.proposal is not None:
+                _expect("proposal", self.proposal(state.detach(), 2, None),
+                        (2, self.horizon, self.dim_action), "(s [S], n, generator) -> [n, H, A]")
 
 
 def _expect(name: str, value: object, shape: tuple[int, ...], signature: str) -> None:

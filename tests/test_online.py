@@ -113,8 +113,8 @@ def test_value_head_and_reward_overshooting_train_inside_the_online_loop(tmp_pat
     run = tmp_path / "run"
     extra = {**TINY_MODEL, "value_head": True, "value_target": "imagined", "imagination_horizon": 3,
              "overshooting_distance": 3, "overshooting_reward_scale": 1.0}
-    summary = run_online(tiny(env_steps=3000, final_eval_episodes=0, model_overrides=extra), run,
-                         progress=False)
+    summary = run_online(tiny(env_steps=3000, final_eval_episodes=0, model_overrides=extra,
+                              planner_overrides={"policy_candidates": 4}), run, progress=False)
     assert summary["episodes"] == 3
     trained = [r for r in read_metrics(run) if "value_loss" in r]
     assert trained and all(np.isfinite(r["value_loss"]) and np.isfinite(r["actor_loss"])
@@ -219,6 +219,7 @@ def test_a_new_run_never_overwrites_an_existing_one(started_run):
     (dict(planner_overrides={"no_such_setting": 1}), "no_such_setting"),
     (dict(model="huge"), "small"),
     (dict(planning_precision="float16"), "precision must be one of"),
+    (dict(planner_overrides={"policy_candidates": 8}), "value_target=imagined"),
 ])
 def test_bad_settings_are_rejected_naming_them(overrides, words):
     with pytest.raises(ValueError, match=words):

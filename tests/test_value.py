@@ -135,6 +135,13 @@ def test_imagined_actor_critic_learns_to_steer_to_the_reward_and_values_states_b
         v = state_value(value, torch.tensor([[0.0], [1.0], [2.0]]), 0.9)
     assert mean_action[0] < -0.5 and mean_action[1] > 0.5, mean_action
     assert v[0] > v[1] > v[2], v
+    # its plans, as CEM's policy prior (latent_problem.actor_proposal), bring s from 1.5 near 0
+    from worldmodel.latent_problem import actor_proposal
+
+    plans = actor_proposal(actor, lambda s, a: s + 0.5 * a, 6)(torch.tensor([1.5]), 32, g)
+    assert plans.shape == (32, 6, 1) and plans.abs().max() <= 1.0
+    final = 1.5 + 0.5 * plans.sum((1, 2))  # s_H of each plan
+    assert final.abs().mean() < 0.5, final
 
 
 def test_imagined_actor_critic_trains_the_actor_and_value_only():
@@ -151,3 +158,21 @@ def test_imagined_actor_critic_trains_the_actor_and_value_only():
         assert touched and all(n.startswith(owner) for n in touched), (term, touched)
     with pytest.raises(ValueError, match="value_target"):
         ModelConfig.small(value_head=True, value_target="dreamed")
+
+
+def test_a_model_with_an_actor_offers_its_plans_to_the_planner():
+    import planners
+
+    model = _model(value_head=True, value_target="imagined")
+    problem = model.planning_problem(None, "reward", horizon=4)
+    s = torch.randn(model.state_size)
+    plans = problem.proposal(s, 5, torch.Generator().manual_seed(3))
+    again = problem.proposal(s, 5, torch.Generator().manual_seed(3))
+    assert plans.shape == (5, 4, 1) and plans.abs().max() <= 1.0
+    torch.testing.assert_close(plans, again)  # seeded: the same plans
+    with torch.no_grad():  # the first action is drawn from π(a | s) at the start state
+        first, _ = model.actor(s.expand(5, -1), torch.Generator().manual_seed(3))
+    torch.testing.assert_close(plans[:, 0], first)
+    res = planners.CEM(iterations=2, candidates=16, elites=4, policy_candidates=3).plan(problem, s)
+    assert res.info["samples"] == 2 * (16 + 3) and "policy_cost" in res.info
+    assert _model(value_head=True).planning_problem(None, "reward", horizon=4).proposal is None

@@ -88,8 +88,12 @@ class OnlineConfig(DictConfig):
 
         check_precision(self.planning_precision)
         self.train_config()  # lr, device, precision, quantize_bits checked there
-        self.model_config(action_dim=1)  # image_size, transition and overrides checked there
-        planner_settings(self)  # planner name and overrides checked there
+        model = self.model_config(action_dim=1)  # image_size, transition and overrides checked there
+        settings = planner_settings(self)  # planner name and overrides checked there
+        if settings.get("policy_candidates", 0) and not (model.value_head and model.value_target == "imagined"):
+            raise ValueError("planner.policy_candidates draws plans from the model's actor, which only "
+                             "a model with value_head=true and value_target=imagined trains; add "
+                             "--set model.value_head=true --set model.value_target=imagined")
 
     @classmethod
     def cpu(cls, **overrides: Any) -> "OnlineConfig":
