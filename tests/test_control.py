@@ -93,6 +93,9 @@ def test_evaluation_records_the_planner_settings_it_used():
         assert got["terminal_value"] is wanted
     assert (config.result_name, replace(config, terminal_value=False).result_name) == (
         "cem", "cem_no_terminal_value")  # the file stems under <run>/eval
+    assert replace(config, name="cem_policy50").result_name == "cem_policy50"
+    with pytest.raises(ValueError, match="file stem"):
+        replace(config, name="../elsewhere")
 
 
 def test_goal_image_of_the_wrong_size_is_rejected():

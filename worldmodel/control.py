@@ -12,6 +12,7 @@ tolerance (π/6 pendulum, π/10 cart-pole).
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,10 +51,15 @@ class EvalConfig:
     # add the model's value head V(s_H) to the planned return when it has one (worldmodel.value);
     # False plans on the horizon's rewards alone, the ablation of the value on the same model
     terminal_value: bool = True
+    # file stem under <run>/eval; None: the planner's name, marked when V is left out, so that
+    # ablations of planner settings can be named apart instead of overwriting <planner>.json
+    name: str | None = None
 
     @property
     def result_name(self) -> str:
-        """File stem of this evaluation under <run>/eval: the planner, marked when V is left out."""
+        """File stem of this evaluation under <run>/eval (`name`, or one made from the planner)."""
+        if self.name is not None:
+            return self.name
         return self.planner + ("" if self.terminal_value else "_no_terminal_value")
 
     def __post_init__(self) -> None:
@@ -64,6 +70,9 @@ class EvalConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", self.name):
+            raise ValueError(f"name {self.name!r} must be a file stem of letters, digits and _ . = -, "
+                             "e.g. cem_policy50")
 
 
 @dataclass

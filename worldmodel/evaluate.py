@@ -125,9 +125,10 @@ def _settings(planner: Any) -> dict[str, Any]:
 
 def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True,
              video: bool = True) -> dict[str, Any]:
-    """Load a run's latest checkpoint, evaluate it and write `<run>/eval/<planner>.json` (and,
-    with `video`, `<run>/eval/<planner>_episode.mp4`: real beside predicted frames). Without the
-    terminal value the name is `<planner>_no_terminal_value`, so the two evaluations sit side by side."""
+    """Load a run's latest checkpoint, evaluate it and write `<run>/eval/<name>.json` (and,
+    with `video`, `<run>/eval/<name>_episode.mp4`: real beside predicted frames). The name is
+    `config.result_name`: the planner's, `<planner>_no_terminal_value` without the terminal value,
+    or the one given, so that evaluations of one model sit side by side."""
     from worldmodel.checkpoint import load_model
 
     run_dir = Path(run_dir)
@@ -177,6 +178,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-terminal-value", action="store_true",
                    help="plan on the horizon's rewards alone, without a value head's V(s_H) "
                         "(writes <run>/eval/<planner>_no_terminal_value.json)")
+    p.add_argument("--name", default=None,
+                   help="file stem under <run>/eval (default: the planner's name), to keep an "
+                        "ablation beside the default, e.g. --name cem_policy50")
     p.add_argument("--no-video", action="store_true",
                    help="skip <run>/eval/<planner>_episode.mp4 (real beside predicted frames)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -208,7 +212,7 @@ def _command(args: argparse.Namespace) -> int:
                         device=str(resolve_device(args.device)),
                         planning_precision=args.planning_precision,
                         compile_planning=args.compile_planning,
-                        terminal_value=not args.no_terminal_value)
+                        terminal_value=not args.no_terminal_value, name=args.name)
     out = evaluate(args.run, config, video=not args.no_video)
     print_summary(out)
     print(f"wrote {Path(args.run) / 'eval' / (config.result_name + '.json')}")
