@@ -22,8 +22,8 @@ from typing import Optional
 import torch
 
 from planners.problem import PlanResult, Problem
-from planners.rollout import (clamp_actions, coloured_noise, finish, make_generator, prepare,
-                              total_cost)
+from planners.rollout import (clamp_actions, coloured_noise, finish, make_generator, policy_samples,
+                              prepare, total_cost)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class CEM:
         std = torch.full_like(mean, self.init_std)  # [H, A]
         best_u, best_cost = u0.clone(), math.inf
         kept: Optional[torch.Tensor] = None  # [k, H, A] elites carried over (iCEM)
-        policy = self._policy_samples(problem, state, gen, low, high)  # [N_π, H, A] or None
+        policy = policy_samples(problem, state, self.policy_candidates, gen)  # [N_π, H, A] or None
         history: list[float] = []
         info: dict = {"converged": False}
         rolled = 0  # candidate sequences rolled out (kept elites count again: they are rolled again)
@@ -130,19 +130,3 @@ class CEM:
                     final_std_max=float(std.max()), samples=rolled)
         chosen = best_u if self.return_best else clamp_actions(mean, low, high)
         return finish(problem, state, torch.stack([u0, chosen]), info, started)
-
-    def _policy_samples(self, problem: Problem, state: torch.Tensor, gen: torch.Generator,
-                        low: torch.Tensor, high: torch.Tensor) -> Optional[torch.Tensor]:
-        """N_π sequences [N_π, H, A] from the problem's policy prior, in the box; None when off."""
-        if self.policy_candidates == 0:
-            return None
-        if problem.proposal is None:
-            raise ValueError(f"policy_candidates={self.policy_candidates} needs a problem with a "
-                             "proposal (a policy prior, e.g. a model trained with "
-                             "value_target='imagined'); set policy_candidates=0 for plain CEM")
-        with torch.no_grad():
-            u = problem.proposal(state, self.policy_candidates, gen)
-        want = (self.policy_candidates, problem.horizon, problem.dim_action)
-        if tuple(u.shape) != want:
-            raise ValueError(f"proposal returned shape {tuple(u.shape)}, expected {list(want)}")
-        return clamp_actions(u.to(state.dtype), low, high)

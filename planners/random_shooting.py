@@ -3,6 +3,8 @@
 U [N, H, A] candidates. With finite bounds they are uniform in the box; along an unbounded
 dimension they are Gaussian around the warm start with `std`. The baseline of Nagabandi et al.
 2018 ("Neural network dynamics for model-based deep RL with model-free fine-tuning").
+With `policy_candidates` the problem's policy prior adds its own sequences (`Problem.proposal`);
+candidates=0 then scores only those: a learned policy's plans, the best kept by the model.
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from typing import Optional
 import torch
 
 from planners.problem import PlanResult, Problem
-from planners.rollout import (clamp_actions, finish, make_generator, prepare, randn,
-                              total_cost)
+from planners.rollout import (clamp_actions, finish, make_generator, policy_samples, prepare,
+                              randn, total_cost)
 
 
 @dataclass(frozen=True)
@@ -24,10 +26,12 @@ class RandomShooting:
     candidates: int = 1000  # PlaNet's CEM population (Hafner et al. 2019), one round here
     std: float = 1.0  # Gaussian std along unbounded action dimensions (PlaNet's initial CEM std)
     seed: int = 0  # used only when plan() gets no generator
+    policy_candidates: int = 0  # sequences from problem.proposal (a policy prior); 0 = none
 
     def __post_init__(self) -> None:
-        if self.candidates < 1:
-            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        if self.candidates < 0 or self.policy_candidates < 0 or self.candidates + self.policy_candidates < 1:
+            raise ValueError("candidates and policy_candidates must be >= 0 and not both 0, got "
+                             f"{self.candidates}, {self.policy_candidates}")
         if not self.std > 0:
             raise ValueError(f"std must be > 0, got {self.std}")
 
@@ -51,8 +55,11 @@ class RandomShooting:
         gen = make_generator(generator, self.seed)
         with torch.no_grad():
             samples = self.sample(problem, u0, gen)
+            policy = policy_samples(problem, state, self.policy_candidates, gen)
+            if policy is not None:
+                samples = torch.cat([samples, policy])
             costs = total_cost(problem, state, samples)  # [N]
             best = int(torch.argmin(costs))
         info = {"iterations": 1, "converged": True, "cost_history": [float(costs[best])],
-                "candidates": self.candidates, "samples": self.candidates}
+                "candidates": self.candidates, "samples": samples.shape[0]}
         return finish(problem, state, torch.stack([u0, samples[best]]), info, started)

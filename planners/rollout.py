@@ -45,6 +45,25 @@ def total_cost(problem: Problem, state: torch.Tensor, actions: torch.Tensor) -> 
     return finite_or_inf(cost)
 
 
+def policy_samples(problem: Problem, state: torch.Tensor, n: int, generator: torch.Generator
+                   ) -> Optional[torch.Tensor]:
+    """n sequences [n, H, A] from the problem's policy prior (`Problem.proposal`), in the box and
+    the start state's dtype; None when n is 0. Sampling planners add them to their candidates."""
+    if n == 0:
+        return None
+    if problem.proposal is None:
+        raise ValueError(f"policy_candidates={n} needs a problem with a proposal (a policy prior, "
+                         "e.g. a model trained with value_target='imagined'); set "
+                         "policy_candidates=0 to plan without one")
+    with torch.no_grad():
+        u = problem.proposal(state, n, generator)
+    want = (n, problem.horizon, problem.dim_action)
+    if tuple(u.shape) != want:
+        raise ValueError(f"proposal returned shape {tuple(u.shape)}, expected {list(want)}")
+    low, high = problem.bounds(state)
+    return clamp_actions(u.to(state.dtype), low, high)
+
+
 def rollout(problem: Problem, state: torch.Tensor, u: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """States and total cost of one action sequence: state [S], u [H, A] -> x [H+1, S], J []."""

@@ -41,3 +41,24 @@ def test_unbounded_dims_sample_gaussian_around_init_and_keep_dtype() -> None:
     assert abs(float(samples.mean()) - 3.0) < 0.05 and abs(float(samples.std()) - 0.5) < 0.05
     res = planner.plan(problem, state, init=init, generator=torch.Generator().manual_seed(0))
     assert res.actions.dtype == torch.float32 and res.actions.shape == (4, 2)
+
+
+def test_policy_candidates_alone_keep_the_best_of_the_policy_plans() -> None:
+    """candidates=0 scores only the proposal's plans: the cheapest of them is returned."""
+    import dataclasses
+
+    import pytest
+
+    A, B, Q, R, Qf = lq_matrices(9, n=3, m=2, unstable=True)
+    base = lq_problem(A, B, Q, R, Qf, 8, low=-1.0, high=1.0)
+    state = torch.tensor([2.0, -1.0, 1.0], dtype=torch.float64)
+    plans = torch.rand(6, 8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    problem = dataclasses.replace(base, proposal=lambda s, n, g: plans[:n])
+    res = planners.make("random", candidates=0, policy_candidates=6).plan(problem, state)
+    costs = total_cost(problem, state, plans)
+    torch.testing.assert_close(res.actions, plans[int(costs.argmin())])
+    assert res.info["samples"] == 6
+    with pytest.raises(ValueError, match="not both 0"):
+        planners.make("random", candidates=0)
+    with pytest.raises(ValueError, match="needs a problem with a proposal"):
+        planners.make("random", policy_candidates=2).plan(base, state)
