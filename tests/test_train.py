@@ -107,11 +107,12 @@ def test_ctrl_c_saves_then_resume_matches(data, tmp_path, monkeypatch):
         return original(self, stop_requested)
 
     monkeypatch.setattr(Trainer, "train_step", interrupted_at_step_3)
+    before = signal.getsignal(signal.SIGINT)  # default, or SIG_IGN in a shell's background job
     with pytest.raises(KeyboardInterrupt, match="checkpoint saved"):
         train(tiny_model_config(), config, data, tmp_path / "split", progress=False)
     # the update in flight finishes, the next one sees the request and is the last
     assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 4
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler restored
     monkeypatch.setattr(Trainer, "train_step", original)
     train(None, None, None, tmp_path / "split", resume=True, progress=False)
     assert _losses(tmp_path / "split") == _losses(tmp_path / "straight")
