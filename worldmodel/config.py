@@ -137,6 +137,11 @@ class ModelConfig:
         return "conv" if self.is_image else "mlp"
 
     @property
+    def trains_actor(self) -> bool:
+        """Whether the model has an actor: a value learnt in imagination (worldmodel.value)."""
+        return self.value_head and self.value_target == "imagined"
+
+    @property
     def state_size(self) -> int:
         """S, the flat planning state size: deter + stoch for rssm, stoch otherwise."""
         return self.stoch_size + (self.deter_size if self.transition == "rssm" else 0)

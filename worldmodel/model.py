@@ -17,7 +17,7 @@ training minimises.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import nn
@@ -58,8 +58,7 @@ class WorldModel(nn.Module):
                             if cfg.predict_reward else None)
         self.value_head = (mlp([s, cfg.hidden_size, cfg.hidden_size, 1], act)
                            if cfg.value_head else None)
-        self.actor = (Actor(s, cfg.action_dim, cfg.hidden_size, act)
-                      if cfg.value_head and cfg.value_target == "imagined" else None)
+        self.actor = Actor(s, cfg.action_dim, cfg.hidden_size, act) if cfg.trains_actor else None
 
     # --- shapes and checks ---------------------------------------------------------------------
     @property
@@ -287,17 +286,9 @@ class WorldModel(nn.Module):
                              f"{self.state_size}] (state_size of this model)")
         return self.transition.from_vector(v)
 
-    def planning_problem(self, start: Union[torch.Tensor, LatentState, None],
-                         objective: Union[str, GoalObjective], horizon: int,
-                         action_low: Union[torch.Tensor, float] = -1.0,
-                         action_high: Union[torch.Tensor, float] = 1.0,
-                         action_penalty: float = 0.0, exact_jacobians: bool = True,
-                         precision: str = "float32", compile: bool = False,
-                         terminal_value: bool = True):
-        """A planners.Problem over flat latent states [N, S] for a reward or goal objective; the
-        objectives and options are explained at `worldmodel.latent_problem.latent_problem`."""
-        return latent_problem(self, start, objective, horizon, action_low, action_high,
-                              action_penalty, exact_jacobians, precision, compile, terminal_value)
+    # A planners.Problem over flat latent states [N, S] for a reward or a goal objective: its
+    # objectives and options are explained at worldmodel.latent_problem.latent_problem.
+    planning_problem = latent_problem
 
 
 __all__ = ["GoalObjective", "WorldModel"]

@@ -90,7 +90,7 @@ class OnlineConfig(DictConfig):
         self.train_config()  # lr, device, precision, quantize_bits checked there
         model = self.model_config(action_dim=1)  # image_size, transition and overrides checked there
         settings = planner_settings(self)  # planner name and overrides checked there
-        if settings.get("policy_candidates", 0) and not (model.value_head and model.value_target == "imagined"):
+        if settings.get("policy_candidates", 0) and not model.trains_actor:
             raise ValueError("planner.policy_candidates draws plans from the model's actor, which only "
                              "a model with value_head=true and value_target=imagined trains; add "
                              "--set model.value_head=true --set model.value_target=imagined")
