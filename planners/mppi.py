@@ -8,6 +8,8 @@ Defaults follow TD-MPC2 (Hansen et al. 2024, `config.yaml`): 6 iterations, 512 s
 elites, λ = 0.5, σ ∈ [0.05, 2] starting at 2, no momentum; TD-MPC2's horizon is 3 (set it in the
 problem). Unlike TD-MPC2, which samples one elite by weight, the plan is the weighted mean μ
 (Williams et al. 2017), so that planning is deterministic given the generator.
+TD-MPC2 also adds `num_pi_trajs` = 24 sequences from its policy prior to every iteration's samples;
+`policy_candidates` does the same with the problem's `proposal` (drawn once per plan, as there).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ from typing import Optional
 import torch
 
 from planners.problem import PlanResult, Problem
-from planners.rollout import (clamp_actions, coloured_noise, finish, make_generator, prepare,
-                              total_cost)
+from planners.rollout import (clamp_actions, coloured_noise, finish, make_generator, policy_samples,
+                              prepare, total_cost)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class MPPI:
     momentum: float = 0.0  # TD-MPC2 uses none
     warm_start: bool = True  # start μ at `init` (TD-MPC2 shifts the previous mean)
     noise_beta: float = 0.0  # coloured noise along time (0 = white, as TD-MPC2)
+    policy_candidates: int = 0  # N_π sequences from problem.proposal per plan; TD-MPC2 uses 24
     seed: int = 0  # used only when plan() gets no generator
 
     def __post_init__(self) -> None:
@@ -48,6 +51,8 @@ class MPPI:
                              f"{self.temperature}, {self.min_std}, {self.max_std}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.policy_candidates < 0:
+            raise ValueError(f"policy_candidates must be >= 0, got {self.policy_candidates}")
 
     def plan(self, problem: Problem, state: torch.Tensor, init: Optional[torch.Tensor] = None,
              generator: Optional[torch.Generator] = None) -> PlanResult:
@@ -59,6 +64,7 @@ class MPPI:
         H, A = problem.horizon, problem.dim_action
         mean = u0.clone() if self.warm_start else problem.default_actions(state)  # [H, A]
         std = torch.full_like(mean, self.init_std)  # [H, A]
+        policy = policy_samples(problem, state, self.policy_candidates, gen)  # [N_π, H, A] or None
         history: list[float] = []
         info: dict = {"converged": False}
         best_cost = math.inf
@@ -67,8 +73,12 @@ class MPPI:
             for i in range(self.iterations):
                 noise = coloured_noise(self.samples, H, A, self.noise_beta, gen, state)
                 samples = clamp_actions(mean + std * noise, low, high)  # [N, H, A]
-                costs = total_cost(problem, state, samples)  # [N]
+                if policy is not None:
+                    samples = torch.cat([samples, policy])  # [N + N_π, H, A]
+                costs = total_cost(problem, state, samples)  # [N (+ N_π)]
                 rolled += samples.shape[0]
+                if policy is not None and i == 0:  # how good the policy prior's best plan is
+                    info["policy_cost"] = float(costs[-policy.shape[0]:].min())
                 elite_costs, idx = torch.topk(costs, self.elites, largest=False)
                 finite = torch.isfinite(elite_costs)
                 if not bool(finite.any()):
