@@ -105,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     online = OnlineConfig.from_dict(read_run_config(args.run)["online"])
     model, _, _ = load_model(args.run, device="cpu")
     mean, stderr = mean_stderr(final)
+    whole = len(final) == len(summary["returns"])  # the summary's goal time is over all its episodes
     rows = [{"variant": "final", "planner": online.planner,
              "terminal_value": model.value_head is not None,
-             "returns": final, "return_mean": mean, "return_stderr": stderr, "goal_time": None,
-             "ms_per_action": None, "paired_difference": [0.0, 0.0]}]
+             "returns": final, "return_mean": mean, "return_stderr": stderr,
+             "goal_time": summary.get("goal_time") if whole else None,
+             "ms_per_action": summary.get("ms_per_action"),  # runs finished before it was kept: None
+             "paired_difference": [0.0, 0.0]}]
     for name in args.variants:
         planner, settings, terminal_value, needs = VARIANTS[name]
         if not has_part(model, needs):

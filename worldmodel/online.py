@@ -306,6 +306,7 @@ class _OnlineRun:
         return {"step": self.env_steps, "episode": self.episodes - 1, "env_steps": self.env_steps,
                 "train_steps": self.trainer.step, "return": result["return_mean"],
                 "return_stderr": result["return_stderr"], "returns": result["returns"], "kind": "eval",
+                "goal_time": result["goal_time"], "ms_per_action": result["ms_per_action"],
                 "eval_episodes": episodes, "wall_seconds": wall()}
 
     def _finish(self, log: Any, wall: Callable[[], float]) -> dict[str, Any]:
@@ -328,6 +329,8 @@ class _OnlineRun:
                    "return_mean": final["return"] if final else None,
                    "return_stderr": final["return_stderr"] if final else None,
                    "returns": final["returns"] if final else [], "seed": self.config.seed,
+                   "goal_time": final["goal_time"] if final else None,
+                   "ms_per_action": final["ms_per_action"] if final else None,
                    "preset": self.config.preset, "model_preset": self.config.model,
                    "wall_seconds": wall(), "wall_hours": wall() / 3600, "device": describe(self.device),
                    "action_repeat": self.env.action_repeat}
