@@ -101,3 +101,36 @@ def test_locally_linear_exact_jacobians_equal_autodiff_of_step():
     assert torch.allclose(jz, fz, atol=1e-4) and torch.allclose(ja, fa, atol=1e-5)
     e2c, _ = tr.jacobians(z, a, exact=False)
     assert (jz - e2c).abs().max() > 1e-2  # the two definitions genuinely differ here
+
+
+def test_curvature_is_zero_for_globally_linear_dynamics_and_matches_its_closed_form():
+    """PCC's curvature loss: 0 when v, r, B, c do not depend on z (the step is linear), and for
+    c(z) = κ z² (v = r = 0, so the linearisation is A = I) E‖κ(2zε + ε²)‖² = κ² Σ (4 z² δ² + 3 δ⁴)."""
+    tr = make_transition(_cfg("locally_linear"), 7).double()
+    with torch.no_grad():
+        tr.net[0].weight.zero_()  # the hidden layer, hence every output, is constant in z
+        tr.net[-1].bias.normal_()
+    g = torch.Generator().manual_seed(0)
+    z, a = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    eps_z, eps_a = 0.3 * torch.randn(6, 5, generator=g, dtype=torch.float64), 0.3 * torch.randn(6, 2, generator=g, dtype=torch.float64)
+    assert tr.curvature(z, a, eps_z, eps_a).abs().max() < 1e-12
+
+    kappa, delta, n = 0.7, 0.2, 400_000
+    zeros = torch.zeros(1, 5, dtype=torch.float64)
+    b = torch.randn(1, 5, 2, generator=g, dtype=torch.float64)
+    tr._parts = lambda zz: (zeros, zeros, kappa * zz * zz, zeros, b.expand(*zz.shape[:-1], 5, 2))
+    tr._dist = lambda zz, aa: (tr._parts(zz)[2] + zz + (b @ aa.unsqueeze(-1)).squeeze(-1), None)
+    point = torch.tensor([0.5, -1.0, 0.0, 2.0, 0.3], dtype=torch.float64)
+    zz, aa = point.expand(n, 5), torch.zeros(n, 2, dtype=torch.float64)
+    noise_z = delta * torch.randn(n, 5, generator=g, dtype=torch.float64)
+    noise_a = delta * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    estimate = tr.curvature(zz, aa, noise_z, noise_a)
+    exact = kappa ** 2 * float((4 * point ** 2 * delta ** 2 + 3 * delta ** 4).sum())
+    assert float(estimate.mean()) == pytest.approx(exact, rel=0.01)  # Monte Carlo, 400k draws
+
+
+def test_curvature_scale_is_only_for_locally_linear_dynamics():
+    with pytest.raises(ValueError, match="curvature_scale > 0 is PCC's loss on locally_linear"):
+        ModelConfig(transition="rssm", curvature_scale=1.0)
+    with pytest.raises(ValueError, match="curvature_noise > 0"):
+        ModelConfig(transition="locally_linear", curvature_scale=1.0, curvature_noise=0.0)

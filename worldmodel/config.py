@@ -72,6 +72,11 @@ class ModelConfig:
     # value); imagined: Dreamer's actor-critic in imagination (an actor head, a policy's value improved)
     imagination_horizon: int = 15  # steps imagined per posterior state (value_target="imagined"); Dreamer
     actor_entropy: float = 1e-3  # entropy bonus of the actor, per step, against rewards on their own scale
+    # PCC's curvature loss (Levine et al. 2020) on the locally_linear dynamics, with PC3's amortised
+    # Jacobian (LocallyLinearTransition.curvature): its weight (0 = off) and the std δ of the
+    # perturbations of z and a. Neither value is tuned.
+    curvature_scale: float = 0.0
+    curvature_noise: float = 0.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -121,6 +126,13 @@ class ModelConfig:
         if self.overshooting_kl_scale < 0 or self.overshooting_reward_scale < 0:
             raise ValueError("overshooting_kl_scale and overshooting_reward_scale must be >= 0, got "
                              f"{self.overshooting_kl_scale}, {self.overshooting_reward_scale}")
+        if self.curvature_scale < 0 or not self.curvature_noise > 0:
+            raise ValueError(f"curvature_scale must be >= 0 and curvature_noise > 0, got "
+                             f"{self.curvature_scale}, {self.curvature_noise}")
+        if self.curvature_scale > 0 and self.transition != "locally_linear":
+            raise ValueError(f"curvature_scale > 0 is PCC's loss on locally_linear dynamics; got "
+                             f"transition={self.transition!r}: set transition='locally_linear' or "
+                             f"curvature_scale=0")
         if self.overshooting_distance < 0 or self.overshooting_distance == 1:
             raise ValueError(f"overshooting_distance must be 0 (off) or >= 2, got "
                              f"{self.overshooting_distance} (d = 1 is the ordinary KL)")

@@ -79,6 +79,10 @@ class E2CConfig:
     free_nats: float = 0.0
     kl_balance: float | None = 0.8  # DreamerV2's alpha
     overshooting_distance: int = 4
+    # PCC's curvature loss with PC3's amortised Jacobian (ModelConfig.curvature_scale / _noise):
+    # asks the dynamics to be as linear near the data as the (A, B) that iLQR plans with. 0 = off.
+    curvature_scale: float = 0.0
+    curvature_noise: float = 0.1
     pairs: int = 10  # PCC/PC3: 10 start/goal pairs per model
     # E2C/PCC/PC3 plan with iLQR (20 iterations here); any planners.names() entry works, with
     # its settings in planner_overrides. The oracle uses the same planner.
@@ -294,6 +298,8 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
                                      obs_std=config.obs_std, free_nats=config.free_nats,
                                      kl_balance=config.kl_balance,
                                      overshooting_distance=config.overshooting_distance,
+                                     curvature_scale=config.curvature_scale,
+                                     curvature_noise=config.curvature_noise,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,

@@ -12,8 +12,8 @@ r_t = rewards[:, t] arriving with o_{t+1}; t = 1..T (code index 0..T-1).
 with q(z_t | o_≤t, a_<t, z_{t−1}) the recurrent history encoder (worldmodel.transitions), samples
 reparameterised z = μ + σ ε and every KL in closed form. `loss` reports each term per time step
 (sequence sum / T, batch mean); "elbo" is the bound itself; "loss" adds the knobs (free nats, KL
-balancing, KL scale, reward weight, latent overshooting, the value head's TD(λ) loss) and is what
-training minimises.
+balancing, KL scale, reward weight, latent overshooting, PCC's curvature loss, the value head's
+TD(λ) loss) and is what training minimises.
 """
 from __future__ import annotations
 
@@ -218,6 +218,9 @@ class WorldModel(nn.Module):
             loss = loss + cfg.overshooting_kl_scale * over["overshooting_kl"]
             if "overshooting_reward_nll" in over:
                 loss = loss + cfg.overshooting_reward_scale * over["overshooting_reward_nll"]
+        if cfg.curvature_scale > 0:
+            out["curvature"] = self.curvature(post, batch.actions, generator)
+            loss = loss + cfg.curvature_scale * out["curvature"]
         if self.actor is not None:  # from every posterior state; the world model is not shaped by it
             out.update(imagined_actor_critic(self.transition, self.reward_head, self.value_head,
                                              self.actor, post.flat().detach(), cfg.imagination_horizon,
@@ -229,6 +232,18 @@ class WorldModel(nn.Module):
             loss = loss + cfg.value_weight * out["value_loss"]
         out["loss"] = loss
         return out
+
+    def curvature(self, post: LatentSeq, actions: torch.Tensor,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """PCC's curvature loss, mean over the transitions (z_t, a_t) of the posterior samples;
+        it shapes the encoder too, as in PCC (LocallyLinearTransition.curvature)."""
+        z, a = post.sample[:, :-1], actions[:, :-1]  # [B, T-1, Z], [B, T-1, A]
+        if z.shape[1] == 0:
+            return z.new_zeros(())
+        delta = self.cfg.curvature_noise
+        noise_z = delta * standard_normal(tuple(z.shape), z, generator)
+        noise_a = delta * standard_normal(tuple(a.shape), z, generator)
+        return self.transition.curvature(z, a, noise_z, noise_a).mean()
 
     def overshooting(self, post: LatentSeq, actions: torch.Tensor, rewards: Optional[torch.Tensor],
                      generator: Optional[torch.Generator] = None) -> dict[str, torch.Tensor]:

@@ -260,6 +260,23 @@ class LocallyLinearTransition(_HistoryPosterior):
                      + j_c)
         return jac_z, b
 
+    def curvature(self, z: torch.Tensor, a: torch.Tensor, noise_z: torch.Tensor,
+                  noise_a: torch.Tensor) -> torch.Tensor:
+        """‖f(z + ε_z, a + ε_a) − f(z, a) − (A ε_z + B ε_a)‖² [...] at z [..., Z], a [..., A].
+
+        PCC's curvature loss (Levine et al. 2020) with the Jacobian amortised as in PC3 (Shu et
+        al. 2020): (A, B) is the network's own linearisation (`jacobians(exact=False)`), the one
+        E2C plans with, so the loss asks the dynamics to be as linear near the data as that
+        linearisation claims. f is the mean step; ε_z [..., Z], ε_a [..., A] are the perturbations.
+        """
+        v, r, c, _, b = self._parts(z)
+        a = a.to(z.dtype)
+        f0 = z + v * (r * z).sum(-1, keepdim=True) + (b @ a.unsqueeze(-1)).squeeze(-1) + c
+        f1, _ = self._dist(z + noise_z, a + noise_a)
+        linear = (noise_z + v * (r * noise_z).sum(-1, keepdim=True)
+                  + (b @ noise_a.to(z.dtype).unsqueeze(-1)).squeeze(-1))
+        return (f1 - f0 - linear).pow(2).sum(-1)
+
 
 class RSSM(Transition):
     """PlaNet's recurrent state-space model: deterministic h_t plus stochastic z_t."""
