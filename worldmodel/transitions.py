@@ -230,10 +230,15 @@ class LocallyLinearTransition(_HistoryPosterior):
         v, r, c, raw = out[..., :4 * zs].chunk(4, -1)
         return v, r, c, raw, out[..., 4 * zs:].unflatten(-1, (zs, a))
 
+    @staticmethod
+    def _linear(x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torch.Tensor,
+                b: torch.Tensor) -> torch.Tensor:
+        """A x + B u with A = I + v rᵀ: x [..., Z], u [..., A] -> [..., Z]."""
+        return x + v * (r * x).sum(-1, keepdim=True) + (b @ u.unsqueeze(-1)).squeeze(-1)
+
     def _dist(self, z, a):
         v, r, c, raw, b = self._parts(z)
-        a = a.to(z.dtype)
-        mean = z + v * (r * z).sum(-1, keepdim=True) + (b @ a.unsqueeze(-1)).squeeze(-1) + c
+        mean = self._linear(z, a.to(z.dtype), v, r, b) + c
         return mean, std_from_raw(raw, self.cfg.min_std)
 
     def jacobians(self, z: torch.Tensor, a: torch.Tensor, exact: bool = False
@@ -270,12 +275,10 @@ class LocallyLinearTransition(_HistoryPosterior):
         linearisation claims. f is the mean step; ε_z [..., Z], ε_a [..., A] are the perturbations.
         """
         v, r, c, _, b = self._parts(z)
-        a = a.to(z.dtype)
-        f0 = z + v * (r * z).sum(-1, keepdim=True) + (b @ a.unsqueeze(-1)).squeeze(-1) + c
+        a, noise_a = a.to(z.dtype), noise_a.to(z.dtype)
+        f0 = self._linear(z, a, v, r, b) + c
         f1, _ = self._dist(z + noise_z, a + noise_a)
-        linear = (noise_z + v * (r * noise_z).sum(-1, keepdim=True)
-                  + (b @ noise_a.to(z.dtype).unsqueeze(-1)).squeeze(-1))
-        return (f1 - f0 - linear).pow(2).sum(-1)
+        return (f1 - f0 - self._linear(noise_z, noise_a, v, r, b)).pow(2).sum(-1)
 
 
 class RSSM(Transition):
