@@ -1,4 +1,5 @@
-"""CEM / iCEM: near the LQ optimum, coloured noise, NaN candidates, dtypes and determinism."""
+"""CEM / iCEM: near the LQ optimum, coloured noise, NaN candidates, dtypes and determinism; the
+policy prior's candidates, for CEM and MPPI alike."""
 from __future__ import annotations
 
 import dataclasses
@@ -119,9 +120,11 @@ def test_info_samples_counts_the_rollouts_of_an_iteration_that_found_no_finite_c
     assert res.info["iterations"] == 0 and res.info["samples"] == 50  # stopped after one batch
 
 
-def test_policy_candidates_bring_a_good_prior_plan_into_cem() -> None:
-    """TD-MPC's policy samples: a proposal near the Riccati plan lifts a 1-iteration CEM to the
-    optimum it cannot sample on its own, and a useless proposal costs it nothing."""
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_policy_candidates_bring_a_good_prior_plan_into_the_planner(name: str) -> None:
+    """TD-MPC's policy samples (TD-MPC2's policy trajectories for MPPI): a proposal near the Riccati
+    plan lifts a 1-iteration planner to the optimum it cannot sample on its own, and a useless
+    proposal costs it nothing."""
     A, B, Q, R, Qf = lq_matrices(5, n=2, m=1, unstable=True)
     x0 = np.array([1.0, -1.0])
     u_star, j_star = riccati(A, B, Q, R, Qf, x0, 10)
@@ -135,27 +138,28 @@ def test_policy_candidates_bring_a_good_prior_plan_into_cem() -> None:
         return torch.full((n, *near.shape), 50.0, dtype=near.dtype)
 
     state = torch.tensor(x0)
-    settings = dict(iterations=1, candidates=50, elites=1)
-    plain = planners.CEM(**settings).plan(base, state, generator=torch.Generator().manual_seed(0))
-    seeded = planners.CEM(**settings, policy_candidates=8).plan(
+    settings = dict(iterations=1, elites=1, **({"candidates": 50} if name == "cem" else {"samples": 50}))
+    plain = planners.make(name, **settings).plan(base, state, generator=torch.Generator().manual_seed(0))
+    seeded = planners.make(name, **settings, policy_candidates=8).plan(
         dataclasses.replace(base, proposal=good), state, generator=torch.Generator().manual_seed(0))
     assert plain.cost > 1.05 * j_star  # one round of 50 samples does not beat doing nothing
     assert seeded.cost <= 1.001 * j_star
     assert seeded.info["policy_cost"] == pytest.approx(seeded.cost)
     assert seeded.info["samples"] == 50 + 8
-    ignored = planners.CEM(**settings, policy_candidates=8).plan(
+    ignored = planners.make(name, **settings, policy_candidates=8).plan(
         dataclasses.replace(base, proposal=useless), state, generator=torch.Generator().manual_seed(0))
     assert ignored.cost == pytest.approx(plain.cost)  # same noise draws, the proposal never elite
 
 
-def test_policy_candidates_need_a_proposal_of_the_right_shape() -> None:
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_policy_candidates_need_a_proposal_of_the_right_shape(name: str) -> None:
     problem, state, _ = small_lq()
     with pytest.raises(ValueError, match="needs a problem with a proposal"):
-        planners.CEM(policy_candidates=4).plan(problem, state)
+        planners.make(name, policy_candidates=4).plan(problem, state)
     wrong = dataclasses.replace(problem, proposal=lambda s, n, g: torch.zeros(n, 3, 1))
     with pytest.raises(ValueError, match=r"proposal returned shape \(2, 3, 1\).*expected \(2, 10, 1\)"):
-        planners.CEM(policy_candidates=4).plan(wrong, state)
+        planners.make(name, policy_candidates=4).plan(wrong, state)
     with pytest.raises(ValueError, match="proposal.*expected"):
         wrong.check(state)
     with pytest.raises(ValueError, match="policy_candidates must be >= 0"):
-        planners.CEM(policy_candidates=-1)
+        planners.make(name, policy_candidates=-1)
