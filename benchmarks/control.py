@@ -123,6 +123,18 @@ def merge_records(recorded: list[dict[str, Any]], found: list[dict[str, Any]]) -
     return [merged[k] for k in sorted(merged)]
 
 
+def set_value(value: Any) -> str:
+    """`value` as `--set` reads it back: JSON, except a string that JSON would not parse stays bare
+    (`imagined`, not `"imagined"`), so the printed command names the same run folder as the
+    command that made the run (`run_folder` names folders by the --set text)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value)
+
+
 def reproduce_command(config: dict[str, Any], seeds: list[int]) -> str:
     """The benchmark command that reruns these seeds: the preset plus --set for each difference."""
     from worldmodel.online_config import OnlineConfig
@@ -135,9 +147,9 @@ def reproduce_command(config: dict[str, Any], seeds: list[int]) -> str:
             continue
         if isinstance(value, dict):
             group = key.removesuffix("_overrides")
-            sets += [f"{group}.{k}={json.dumps(v)}" for k, v in sorted(value.items())]
+            sets += [f"{group}.{k}={set_value(v)}" for k, v in sorted(value.items())]
         else:
-            sets.append(f"{key}={json.dumps(value)}")
+            sets.append(f"{key}={set_value(value)}")
     words = ["python", "benchmarks/control.py", "--task", config["task"], "--env-steps",
              str(config["env_steps"]), "--preset", preset, "--seeds", *map(str, seeds)]
     for s in sets:

@@ -66,3 +66,23 @@ def test_recorded_runs_keep_their_rows_when_their_folders_are_gone(tmp_path):
     assert row["seed_returns"] == [400.0, 550.0, 600.0]
     recorded = json.loads((results / control.RECORDS_FILE).read_text())
     assert [Path(r["folder"]).name for r in recorded] == [f"cartpole-swingup-cpu-s{i}" for i in range(3)]
+
+
+def test_reproduce_command_resumes_the_run_it_describes(tmp_path):
+    """The table's command, run again, must find the same folder: strings stay bare in --set, as
+    typed, unless bare text would parse as another JSON value."""
+    import shlex
+
+    from worldmodel.run_cli import config_overrides
+
+    typed = ["model.value_head=true", "model.value_target=imagined"]
+    config = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=2,
+                              **config_overrides(typed)).to_dict()
+    words = shlex.split(control.reproduce_command(config, [2]))
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert sorted(sets) == typed
+    assert control.run_folder(tmp_path, "cartpole-swingup", "cpu", 2, sets) == \
+        control.run_folder(tmp_path, "cartpole-swingup", "cpu", 2, typed)
+    assert control.set_value("true") == '"true"' and control.set_value(True) == "true"
+    assert config_overrides([f"model.value_target={control.set_value('1.5')}"])["model_overrides"] == \
+        {"value_target": "1.5"}
