@@ -1,6 +1,7 @@
 """From which states near upright can dm_control's pendulum still be caught? No model involved.
 
     python benchmarks/pendulum_recoverable.py          # a few seconds; writes results/pendulum_recoverable.json
+    python benchmarks/pendulum_recoverable.py --task pendulum-swingup_pc3   # PC3's torque ratio (1.33)
 
 The torque limit (1 N·m, gear 1) is below the gravity torque m·g·l·sin θ beyond a small angle, so
 a balance controller must keep the pole inside a band much narrower than the protocol's goal
@@ -12,8 +13,9 @@ simulator (MuJoCo stepping the task's own model, no rendering):
 
 In both cases full torque against the fall is the best any controller can do until the pole turns
 back (it maximises the restoring acceleration at every instant), so "not caught" here means no
-controller catches it. "Caught" means |θ| < 0.05 rad after 6 s of the controller
-u = −sign(sin θ) (the control then chatters about upright, which is enough to hold it).
+controller catches it, to within the controller's braking zone near upright. "Caught" means
+|θ| < 0.05 rad after 6 s of u = clip(−20 (θ + 0.3 θ̇), −1, 1): full torque towards upright,
+braking in proportion near it.
 """
 from __future__ import annotations
 
@@ -35,6 +37,13 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "pendulum_recoverable.json"
 GOAL_REGION = GOAL_TOLERANCE["pendulum"]  # π/6, the E2C/PCC/PC3 goal region
 CAUGHT = 0.05  # rad from upright after SECONDS of full restoring torque
 SECONDS = 6.0
+# The controller: full torque towards upright (saturated) except within ~0.05 rad of it, where it
+# brakes in proportion; a pure u = −sign(θ) chatters, which holds a weak motor's pole but throws a
+# strong one round in a limit cycle.
+GAIN, DAMPING = 20.0, 0.3
+# Bisection ranges; a result equal to its limit means caught everywhere searched. Just short of
+# hanging: at exactly π the pole is balanced there and the controller has no side to push it.
+SEARCH_ANGLE, SEARCH_SPEED = math.pi - 0.01, 20.0
 
 
 def caught(env, angle: float, velocity: float) -> bool:
@@ -46,15 +55,19 @@ def caught(env, angle: float, velocity: float) -> bool:
     pose_state(env, angle, velocity)  # the env's physics now holds the posed state
     model, data = env.physics.model.ptr, env.physics.data.ptr
     for _ in range(int(round(SECONDS / model.opt.timestep))):
-        data.ctrl[0] = -np.sign(math.sin(data.qpos[0]))
+        angle = math.atan2(math.sin(data.qpos[0]), math.cos(data.qpos[0]))
+        data.ctrl[0] = np.clip(-GAIN * (angle + DAMPING * data.qvel[0]), -1.0, 1.0)
         mujoco.mj_step(model, data)
     return abs(math.atan2(math.sin(data.qpos[0]), math.cos(data.qpos[0]))) < CAUGHT
 
 
 def boundary(is_caught, low: float, high: float, tol: float = 1e-3) -> float:
-    """The largest x in [low, high] with is_caught(x), by bisection (is_caught(low) must hold)."""
-    if not is_caught(low) or is_caught(high):
-        raise RuntimeError(f"no boundary in [{low}, {high}]: caught at both ends or at neither")
+    """The largest x in [low, high] with is_caught(x), by bisection (is_caught(low) must hold);
+    `high` itself where that is caught too (the boundary lies beyond the range searched)."""
+    if not is_caught(low):
+        raise RuntimeError(f"no boundary in [{low}, {high}]: not caught even at {low}")
+    if is_caught(high):
+        return high
     while high - low > tol:
         mid = (low + high) / 2
         low, high = (mid, high) if is_caught(mid) else (low, mid)
@@ -63,38 +76,40 @@ def boundary(is_caught, low: float, high: float, tol: float = 1e-3) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--task", default="pendulum-swingup", choices=[
+        n for n in envs.names() if envs.spec(n).domain == "pendulum"])
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: results/pendulum_recoverable[_<task variant>].json")
     args = parser.parse_args()
-    env = envs.make("pendulum-swingup", image_size=32)
+    if args.out is None:
+        variant = args.task.removeprefix("pendulum-swingup")
+        args.out = DEFAULT_OUT.with_stem(DEFAULT_OUT.stem + variant)
+    env = envs.make(args.task, image_size=32)
     try:
-        import mujoco
+        from envs.pixel_env import gravity_torque, max_torque
 
-        physics = env.physics
-        model = physics.model.ptr
-        mujoco.mj_forward(model, physics.data.ptr)  # body positions for the centre of mass
-        torque = float(model.actuator_gear[0, 0] * model.actuator_ctrlrange[0, 1])
-        # gravity torque at horizontal: the pole's mass times g times its centre of mass distance
-        body = int(physics.model.name2id("pole", "body"))
-        mass = float(model.body_mass[body])
-        com = float(np.linalg.norm(physics.named.data.xipos["pole"] - physics.named.data.xanchor["hinge"]))
-        at_rest = boundary(lambda a: caught(env, a, 0.0), 0.0, 1.0)
-        from_upright = boundary(lambda v: caught(env, 0.0, v), 0.0, 5.0)
-        step_seconds = env.action_repeat * float(model.opt.timestep)
+        torque, gravity = max_torque(env.physics), gravity_torque(env.physics)
+        at_rest = boundary(lambda a: caught(env, a, 0.0), 0.0, SEARCH_ANGLE)
+        from_upright = boundary(lambda v: caught(env, 0.0, v), 0.0, SEARCH_SPEED)
+        step_seconds = env.action_repeat * float(env.physics.model.opt.timestep)
     finally:
         env.close()
-    gravity = mass * abs(float(model.opt.gravity[2])) * com
     result = {
         "torque_limit": torque, "gravity_torque_horizontal": gravity,
-        "static_angle_limit": math.asin(min(1.0, torque / gravity)),
+        # the largest angle the motor holds still; a motor stronger than gravity holds any angle
+        "static_angle_limit": math.asin(torque / gravity) if torque < gravity else math.pi,
         "caught_from_rest_up_to_angle": at_rest,
         "caught_from_upright_up_to_speed": from_upright,
         "goal_region": GOAL_REGION, "agent_step_seconds": step_seconds,
-        "criterion": f"|θ| < {CAUGHT} rad after {SECONDS} s of u = −sign(sin θ)",
-        "command": "python benchmarks/pendulum_recoverable.py",
+        "criterion": f"|θ| < {CAUGHT} rad after {SECONDS} s of u = clip(−{GAIN} (θ + {DAMPING} θ̇), −1, 1)",
+        "search_limits": {"angle": SEARCH_ANGLE, "speed": SEARCH_SPEED},
+        "task": args.task,
+        "command": "python benchmarks/pendulum_recoverable.py"
+                   + ("" if args.task == "pendulum-swingup" else f" --task {args.task}"),
     }
     atomic_write_json(args.out, result)
     print(f"torque limit {torque:.2f} N·m; gravity torque at horizontal {gravity:.2f} N·m")
-    print(f"{'caught from rest, |θ| up to':<34}{at_rest:.3f} rad  (static limit asin(τ/mgl) = "
+    print(f"{'caught from rest, |θ| up to':<34}{at_rest:.3f} rad  (static limit "
           f"{result['static_angle_limit']:.3f}; goal region {GOAL_REGION:.3f})")
     print(f"{'caught from upright, speed up to':<34}{from_upright:.3f} rad/s "
           f"({from_upright * step_seconds:.3f} rad per {step_seconds:.2f} s agent step)")

@@ -56,6 +56,31 @@ def wrap_angle(q: np.ndarray | float) -> np.ndarray:
     return np.pi - np.mod(np.pi - np.asarray(q, dtype=np.float64), 2 * np.pi)
 
 
+def gravity_torque(physics: Any, actuator: int = 0) -> float:
+    """The largest gravity torque on the body that `actuator`'s hinge turns (held horizontal):
+    the mass of the body and all it carries, times g, times its centre of mass's distance from
+    the hinge."""
+    model, data = physics.model.ptr, physics.data.ptr
+    joint = int(model.actuator_trnid[actuator, 0])
+    body = int(model.jnt_bodyid[joint])
+    mujoco.mj_forward(model, data)  # positions of the anchor and the centre of mass
+    arm = float(np.linalg.norm(data.subtree_com[body] - data.xanchor[joint]))
+    return float(model.body_subtreemass[body]) * float(np.linalg.norm(model.opt.gravity)) * arm
+
+
+def max_torque(physics: Any, actuator: int = 0) -> float:
+    """The largest torque `actuator` applies: its gear times its control bound."""
+    model = physics.model.ptr
+    return float(model.actuator_gear[actuator, 0] * np.max(np.abs(model.actuator_ctrlrange[actuator])))
+
+
+def set_torque_ratio(physics: Any, ratio: float) -> None:
+    """Rescale actuator 0's gear so that `max_torque / gravity_torque` equals `ratio`."""
+    if not ratio > 0:
+        raise ValueError(f"torque_ratio must be positive, got {ratio!r}")
+    physics.model.ptr.actuator_gear[0, 0] *= ratio * gravity_torque(physics) / max_torque(physics)
+
+
 class PixelEnv(gym.Env):
     """A dm_control task with image observations; build it with `envs.make(name, ...)`."""
 
@@ -80,6 +105,8 @@ class PixelEnv(gym.Env):
         suite, self._engine = _import_dm_control()
         self._env = suite.load(task.domain, task.task, task_kwargs={"random": seed})
         self.physics = self._env.physics  # dm_control Physics, for the true-simulator oracle
+        if task.torque_ratio is not None:
+            set_torque_ratio(self.physics, task.torque_ratio)
         # Simulator steps per control step: 1 for the suite tasks, kept for generality.
         self._n_sub_steps = int(round(self._env.control_timestep() / self.physics.timestep()))
         aspec = self._env.action_spec()

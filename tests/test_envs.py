@@ -221,3 +221,22 @@ def test_render_failure_names_backends_and_packages():
     assert last.startswith("RuntimeError")
     for word in ("egl", "osmesa", "glfw", "libegl1", "libosmesa6", "no-such-backend"):
         assert word in last
+
+
+def test_pc3_pendulum_has_pc3s_torque_and_holds_the_pole_level():
+    """pendulum-swingup_pc3 rescales only the motor: its torque is 1.33 times gravity's largest
+    (PC3's 0.65 N·m against m·g·l = 0.49), dm_control's is 1 / 4.905. Held level at rest with
+    full torque against gravity, the strong motor lifts the pole and the stock one cannot."""
+    from envs.pixel_env import gravity_torque, max_torque
+    from envs.rollout import pose_state
+
+    lifts = {}
+    for name, ratio in (("pendulum-swingup", 1 / 4.905), ("pendulum-swingup_pc3", 0.65 / 0.4905)):
+        env = envs.make(name, render_state=False, seed=0)
+        assert max_torque(env.physics) / gravity_torque(env.physics) == pytest.approx(ratio, rel=1e-9)
+        env.reset(sim_state=pose_state(env, np.pi / 2))
+        for _ in range(3):
+            info = env.step(-np.ones(1))[4]  # the torque that turns the pole back to upright
+        lifts[name] = np.pi / 2 - abs(info["angle"])
+        env.close()
+    assert lifts["pendulum-swingup_pc3"] > 0.05 and lifts["pendulum-swingup"] < -0.05, lifts

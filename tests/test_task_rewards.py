@@ -8,13 +8,27 @@ import torch
 from worldmodel import task_rewards
 
 
+def _load(task: str, seed: int):
+    """The dm_control suite env of `task` (`domain-task`), with the motor envs.make gives it where
+    `task` is a registered pixel task."""
+    from dm_control import suite
+
+    import envs
+    from envs.pixel_env import set_torque_ratio
+
+    if task not in envs.names():
+        return suite.load(*task.split("-"), task_kwargs={"random": seed})
+    spec = envs.spec(task)
+    env = suite.load(spec.domain, spec.task, task_kwargs={"random": seed})
+    if spec.torque_ratio is not None:
+        set_torque_ratio(env.physics, spec.torque_ratio)
+    return env
+
+
 def _dm_episode(task: str, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                            np.ndarray]:
     """Random-action rollout of the dm_control task: (qpos, qvel, ctrl, reward) after each step."""
-    from dm_control import suite
-
-    domain, name = task.split("-")
-    env = suite.load(domain, name, task_kwargs={"random": seed})
+    env = _load(task, seed)
     rng = np.random.default_rng(seed)
     env.reset()
     spec = env.action_spec()
@@ -50,10 +64,8 @@ def test_reward_equals_dm_control(task: str) -> None:
 def test_reward_equals_dm_control_on_sampled_states(task: str) -> None:
     """States set directly (kinematics recomputed by mj_forward), spread so that every reward
     term is exercised: in and out of bounds, inside and beyond the margins."""
-    from dm_control import suite
-
-    domain, name = task.split("-")
-    env = suite.load(domain, name, task_kwargs={"random": 0})
+    domain = task.split("-")[0]
+    env = _load(task, 0)
     env.reset()
     physics = env.physics
     nq, nv, nu = task_rewards.dimensions(task)

@@ -112,6 +112,7 @@ _TASKS = {
     "cartpole-swingup_sparse": _cartpole(sparse=True),
     "cartpole-balance_sparse": _cartpole(sparse=True),
     "pendulum-swingup": _pendulum,
+    "pendulum-swingup_pc3": _pendulum,  # the same task with a stronger motor (envs/registry.py)
     "point_mass-easy": _point_mass,
 }
 
