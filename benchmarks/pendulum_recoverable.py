@@ -38,8 +38,8 @@ GOAL_REGION = GOAL_TOLERANCE["pendulum"]  # π/6, the E2C/PCC/PC3 goal region
 CAUGHT = 0.05  # rad from upright after SECONDS of full restoring torque
 SECONDS = 6.0
 # The controller: full torque towards upright (saturated) except within ~0.05 rad of it, where it
-# brakes in proportion; a pure u = −sign(θ) chatters, which holds a weak motor's pole but throws a
-# strong one round in a limit cycle.
+# brakes in proportion. The earlier bang-bang u = −sign(sin θ) caught dm_control's pole only up to
+# 0.86 rad/s from upright (this one: 0.99), and PC3's-motor pole from rest only within 0.004 rad.
 GAIN, DAMPING = 20.0, 0.3
 # Bisection ranges; a result equal to its limit means caught everywhere searched. Just short of
 # hanging: at exactly π the pole is balanced there and the controller has no side to push it.
