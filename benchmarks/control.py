@@ -15,6 +15,9 @@ the machine that made them), groups runs whose settings differ only in seed and 
                            wall_hours, device, command, preset (keys other tools read; keep them)
                            plus stderr_over, seed_returns, headline
     RESULTS/control.md     a markdown table of our rows beside the published anchors
+    RESULTS/control_curves_<task>.png   return along each run's evaluations, per setting, beside
+                           the anchors (runs whose folders were found by this or an earlier
+                           tabulation: the curve comes from <run>/metrics.jsonl)
 
 return_mean is the mean over seeds of each run's final noise-free evaluation (>= 10 episodes with
 the default settings); return_stderr is the standard error over seeds, or over one run's
@@ -95,8 +98,19 @@ def finished_runs(runs: Path) -> list[dict[str, Any]]:
         # before and after such a setting existed still group into one row
         config = OnlineConfig.from_dict(config).to_dict()
         shown = folder.resolve().relative_to(ROOT) if folder.resolve().is_relative_to(ROOT) else folder
-        found.append({"folder": str(shown), "config": config, "summary": summary})
+        found.append({"folder": str(shown), "config": config, "summary": summary,
+                      "curve": eval_curve(folder / "metrics.jsonl")})
     return found
+
+
+def eval_curve(metrics: Path) -> list[list[float]]:
+    """[env_steps, return] of each noise-free evaluation along a run, before the final one."""
+    from worldmodel.metrics_log import read_metrics
+
+    if not metrics.is_file():
+        return []
+    return [[float(r["env_steps"]), float(r["return"])] for r in read_metrics(metrics)
+            if r.get("kind") == "eval" and not r.get("final")]
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:
@@ -212,14 +226,53 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def curve_series(rows: list[dict[str, Any]], runs: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """`viz.plot_learning_curves` series for `task`: one per row at the task's largest data budget,
+    with the evaluation curves of the row's runs that have one."""
+    by_folder = {r["folder"]: r for r in runs}
+    rows = [r for r in rows if r["task"] == task]
+    budget = max(r["env_steps"] for r in rows)
+    series = []
+    for row in (r for r in rows if r["env_steps"] == budget):
+        curves = [by_folder[f]["curve"] for f in row["folders"] if by_folder.get(f, {}).get("curve")]
+        words = shlex.split(row["command"])
+        sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+        seeds = len(row["seeds"])
+        label = (f"{row['preset']}{' + ' + ', '.join(sets) if sets else ''}: {row['return_mean']:.0f} "
+                 f"± {row['return_stderr']:.0f}, {seeds} seed{'s' * (seeds > 1)}"
+                 + (f" (curves of {len(curves)})" if len(curves) < seeds else ""))
+        series.append({"label": label, "curves": curves,
+                       "final": (row["env_steps"], row["return_mean"], row["return_stderr"])})
+    return series
+
+
+def write_curves(rows: list[dict[str, Any]], runs: list[dict[str, Any]], results: Path) -> list[Path]:
+    """One control_curves_<task>.png per task with rows: our runs beside the anchors."""
+    from worldmodel.viz import plot_learning_curves
+
+    written = []
+    for task in sorted({r["task"] for r in rows}):
+        series = curve_series(rows, runs, task)
+        budget = series[0]["final"][0]
+        anchors = {a["method"]: a["returns"][budget] for a in ANCHORS
+                   if a["task"] == task and budget in a["returns"]}
+        written.append(plot_learning_curves(
+            series, results / f"control_curves_{task}.png", anchors=anchors,
+            title=f"{task} from pixels, {budget / 1000:g}k env steps\nthin: each run's evaluations; "
+                  "thick: mean over seeds; point: final, mean ± s.e.; dashed: published"))
+    return written
+
+
 def write_results(rows: list[dict[str, Any]], results: Path, runs: list[dict[str, Any]]) -> None:
     from worldmodel.atomic import atomic_write_bytes, atomic_write_json
 
     atomic_write_json(results / RECORDS_FILE, runs)
     atomic_write_json(results / "control.json", rows)
     atomic_write_bytes(results / "control.md", markdown(rows).encode())
+    curves = write_curves(rows, runs, results)
     print(markdown(rows))
-    print(f"wrote {results / 'control.json'} and {results / 'control.md'}")
+    print(f"wrote {results / 'control.json'}, {results / 'control.md'} and "
+          f"{', '.join(p.name for p in curves)}")
 
 
 def main(argv: list[str] | None = None) -> int:

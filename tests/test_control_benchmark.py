@@ -86,3 +86,28 @@ def test_reproduce_command_resumes_the_run_it_describes(tmp_path):
     assert control.set_value("true") == '"true"' and control.set_value(True) == "true"
     assert config_overrides([f"model.value_target={control.set_value('1.5')}"])["model_overrides"] == \
         {"value_target": "1.5"}
+
+
+def test_curves_come_from_the_runs_evaluations_and_are_drawn_per_task(tmp_path):
+    """Each run's evaluations along the way (not the final one, which is the row's point) become
+    its curve; a record without a folder keeps its row and simply has no curve."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    results.mkdir()
+    _run(runs / "cartpole-swingup-cpu-s0", 0, 400.0)
+    lines = [{"kind": "seed", "env_steps": 1000, "return": 80.0},
+             {"kind": "eval", "env_steps": 15000, "return": 220.0},
+             {"kind": "explore", "env_steps": 16000, "return": 150.0},
+             {"kind": "eval", "env_steps": 25000, "return": 300.0},
+             {"kind": "eval", "env_steps": 100000, "return": 400.0, "final": True}]
+    (runs / "cartpole-swingup-cpu-s0" / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": r["env_steps"], **r}) + "\n" for r in lines))
+    (found,) = control.finished_runs(runs)
+    assert found["curve"] == [[15000.0, 220.0], [25000.0, 300.0]]
+    assert control.main(["--collect-only", "--runs", str(runs), "--results", str(results)]) == 0
+    assert (results / "control_curves_cartpole-swingup.png").stat().st_size > 0
+    assert json.loads((results / control.RECORDS_FILE).read_text())[0]["curve"] == found["curve"]
+    rows = control.table_rows([found])
+    (series,) = control.curve_series(rows, [found], "cartpole-swingup")
+    assert series["curves"] == [found["curve"]] and series["final"] == (100_000, 400.0, 5.0)
+    (bare,) = control.curve_series(rows, [{**found, "curve": []}], "cartpole-swingup")
+    assert bare["curves"] == [] and "(curves of 0)" in bare["label"]

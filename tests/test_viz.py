@@ -70,6 +70,24 @@ def test_plot_training_curves(tmp_path: Path) -> None:
         viz.plot_training_curves(metrics, tmp_path / "bad.png", keys=["nope"])
 
 
+def test_plot_learning_curves(tmp_path: Path) -> None:
+    """Seeds with different evaluation points, a series with no curve (its folders are gone) and
+    anchors: one readable PNG; the legend grows with the series, so more series, a taller figure."""
+    two = [{"label": "cpu: 551 ± 7, 3 seeds (curves of 2)",
+            "curves": [[(15e3, 220.0), (25e3, 300.0), (35e3, 250.0)], [(15e3, 200.0), (25e3, 280.0)]],
+            "final": (1e5, 551.0, 7.0)},
+           {"label": "folders gone", "curves": [], "final": (1e5, 430.0, 7.0)}]
+    img = _image(viz.plot_learning_curves(two, tmp_path / "c.png", anchors={"PlaNet": 297, "CURL": 582,
+                                                                           "DreamerV3": 598}))
+    one = _image(viz.plot_learning_curves(two[:1], tmp_path / "c1.png"))
+    assert img.shape[0] > one.shape[0]
+    with pytest.raises(ValueError, match="no series"):
+        viz.plot_learning_curves([], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="'label' str and a 'curves' list"):
+        viz.plot_learning_curves([{"curves": []}], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_write_video_and_side_by_side(tmp_path: Path) -> None:
     real, pred = _frames(6, 2), _frames(6, 3)
     both = viz.side_by_side(real, pred)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -243,6 +243,59 @@ def plot_goal_cost(by_angle: list[float | None], path_angles: np.ndarray | None,
         ax.set_title("along the oracle's swing-up", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
+def plot_learning_curves(series: Sequence[dict[str, Any]], path: str | Path, *,
+                         anchors: dict[str, float] | None = None, title: str = "",
+                         xlabel: str = "environment steps", ylabel: str = "return") -> Path:
+    """Return against data, one colour per setting: each seed's curve thin, the seeds' mean at the
+    points all of them share thick, the final result as a point with its error bar, and published
+    results as dashed lines. Each series: {"label", "curves": [[(x, y), ...] per seed],
+    "final": (x, mean, stderr) or None}."""
+    if not series:
+        raise ValueError("plot_learning_curves: no series to plot")
+    for item in series:
+        if not isinstance(item.get("label"), str) or not isinstance(item.get("curves"), (list, tuple)):
+            raise ValueError(f"each series needs a 'label' str and a 'curves' list, got keys "
+                             f"{sorted(item)}")
+    fig = _figure(8.0, 4.4 + 0.22 * len(series))
+    ax = fig.add_subplot(1, 1, 1)
+    top = 0.0
+    for i, item in enumerate(series):
+        colour = f"C{i % 10}"
+        curves = [np.asarray(c, dtype=float).reshape(-1, 2) for c in item["curves"] if len(c)]
+        for c in curves:
+            ax.plot(c[:, 0], c[:, 1], color=colour, lw=0.7, alpha=0.35)
+            top = max(top, float(c[:, 1].max()))
+        if curves:
+            shared = sorted(set.intersection(*(set(c[:, 0].tolist()) for c in curves)))
+            mean = [np.mean([c[c[:, 0] == x, 1][0] for c in curves]) for x in shared]
+            ax.plot(shared, mean, color=colour, lw=2.0)
+        final = item.get("final")
+        if final is not None:
+            ax.errorbar([final[0]], [final[1]], yerr=[final[2]], fmt="o", color=colour, capsize=3)
+            top = max(top, float(final[1]) + float(final[2]))
+        ax.plot([], [], color=colour, lw=2.0, marker="o" if final is not None else None,
+                label=item["label"])  # one legend entry per series
+    ranked = sorted((anchors or {}).items(), key=lambda kv: kv[1])
+    for k, (name, value) in enumerate(ranked):
+        ax.axhline(value, color="0.45", lw=0.8, ls="--")
+        # an anchor just below the next one is labelled under its line, so the two labels part
+        crowded = k + 1 < len(ranked) and ranked[k + 1][1] - value < 0.04 * max(abs(value), 1.0)
+        ax.annotate(f"{name} {value:g}", (0.005, value), xycoords=("axes fraction", "data"),
+                    fontsize=7, color="0.3", va="top" if crowded else "bottom")
+        top = max(top, float(value))
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0, top=1.08 * top if top > 0 else None)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save_png(fig, path)
 
