@@ -62,6 +62,10 @@ def gravity_torque(physics: Any, actuator: int = 0) -> float:
     the hinge."""
     model, data = physics.model.ptr, physics.data.ptr
     joint = int(model.actuator_trnid[actuator, 0])
+    if model.actuator_trntype[actuator] != mujoco.mjtTrn.mjTRN_JOINT or \
+            model.jnt_type[joint] != mujoco.mjtJoint.mjJNT_HINGE:
+        raise ValueError(f"actuator {actuator} does not turn a hinge (a slider or tendon has no "
+                         "gravity torque); torque_ratio applies to pendulum-like tasks only")
     body = int(model.jnt_bodyid[joint])
     mujoco.mj_forward(model, data)  # positions of the anchor and the centre of mass
     arm = float(np.linalg.norm(data.subtree_com[body] - data.xanchor[joint]))

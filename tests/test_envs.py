@@ -240,3 +240,7 @@ def test_pc3_pendulum_has_pc3s_torque_and_holds_the_pole_level():
         lifts[name] = np.pi / 2 - abs(info["angle"])
         env.close()
     assert lifts["pendulum-swingup_pc3"] > 0.05 and lifts["pendulum-swingup"] < -0.05, lifts
+    cartpole = envs.make("cartpole-balance", render_state=False, seed=0)
+    with pytest.raises(ValueError, match="does not turn a hinge"):
+        gravity_torque(cartpole.physics)  # its motor pushes the cart along a slider
+    cartpole.close()
