@@ -184,11 +184,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    import envs
     from worldmodel.checkpoint import load_model
     from worldmodel.config import check_known_keys
     from worldmodel.evaluate import parse_overrides
-    from worldmodel.e2c import E2CConfig, goal_episode, goal_latent, make_planner, start_states
+    from worldmodel.e2c import E2CConfig, goal_episode, goal_latent, make_env, make_planner, start_states
     from worldmodel.e2c_oracle import oracle_goal_episode
 
     stored = json.loads((args.run / "e2c_swingup.json").read_text())["settings"]
@@ -201,7 +200,7 @@ def main() -> None:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    env = envs.make(config.task, image_size=config.image_size)
+    env = make_env(config)
     if args.action_effect:
         rows = action_effect(model, env, [0.0, 0.3, 1.0, 2.0, 3.0])
         atomic_write_json(args.out, {"run": str(args.run), "command": "python " + shlex.join(sys.argv),

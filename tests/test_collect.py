@@ -149,6 +149,9 @@ def test_top_up_completes_an_interrupted_collect_and_never_appends_twice(tmp_pat
     assert all(_same(a, b) for a, b in zip(data.episodes, whole.episodes))
     with pytest.raises(ValueError, match=f"{SIZE}px"):
         top_up(TASK, 4, tmp_path / "data", **{**options, "image_size": 2 * SIZE})
+    for other in (REPEAT + 1, None):  # None: the task's own repeat (8), not the folder's 25
+        with pytest.raises(ValueError, match=f"action repeat {REPEAT} but {other or 8} was asked"):
+            top_up(TASK, 4, tmp_path / "data", **{**options, "action_repeat": other})
     assert len(EpisodeDataset(tmp_path / "data")) == 3
 
 

@@ -180,6 +180,16 @@ def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
     env.close()
 
 
+def test_e2c_env_takes_the_configured_action_repeat():
+    """PCC/PC3 act every 0.02 s: `action_repeat` reaches the protocol's env (and the data)."""
+    from worldmodel.e2c import E2CConfig, make_env
+
+    for repeat, expected in ((None, 4), (1, 1)):
+        env = make_env(E2CConfig(task="pendulum-swingup_pc3", action_repeat=repeat))
+        assert env.action_repeat == expected and env.max_steps == 1000 // expected
+        env.close()
+
+
 def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     from worldmodel.e2c import E2CConfig
 

@@ -167,6 +167,11 @@ def top_up(task: str, episodes: int, out: str | os.PathLike, *, first: int = 0,
         if existing.manifest.get("image_size") != size:
             raise ValueError(f"{folder} holds {existing.manifest.get('image_size')}px episodes but "
                              f"{size}px were asked for; use another output folder")
+        repeat = options.get("action_repeat") or envs.spec(task).action_repeat
+        if existing.manifest.get("action_repeat") != repeat:
+            raise ValueError(f"{folder} holds episodes at action repeat "
+                             f"{existing.manifest.get('action_repeat')} but {repeat} was asked for; "
+                             "use another output folder")
         have = len(existing)
         _check_recipe(existing, range(first, min(have, episodes)), options)
     return collect(task, max(episodes - have, 0), folder, **options)

@@ -63,6 +63,10 @@ class E2CConfig:
     # pole velocity uniform in [-v, v] rad/s. None: the task's own random start, at rest. On the
     # pendulum v = π balanced worse than None (7.2 vs 16.0 % over 3 seeds of None; README).
     start_velocity: float | None = None
+    # simulator steps per env step (None: the task's, 4 for the pendulum, 8 for the cart-pole).
+    # PCC/PC3 act every 0.02 s, i.e. 1 on dm_control's pendulum; horizon, replan_every, steps and
+    # episode_steps count env steps, so a finer repeat needs them scaled to keep their durations.
+    action_repeat: int | None = None
     train_steps: int = 3000
     batch_size: int = 32
     chunk_length: int = 12
@@ -159,6 +163,11 @@ def protocol_domain(task: str) -> str:
         raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task {task!r} "
                          f"has none (domains with one: {', '.join(TASK_DEFAULTS)})")
     return domain
+
+
+def make_env(config: E2CConfig) -> Any:
+    """The protocol's environment: `config.task` at its image size and action repeat."""
+    return envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat)
 
 
 def make_planner(config: E2CConfig) -> Any:
@@ -288,12 +297,12 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     out = Path(out)
     t0 = time.time()
     data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
-                  seed=config.seed, image_size=config.image_size,
+                  seed=config.seed, image_size=config.image_size, action_repeat=config.action_repeat,
                   episode_steps=config.episode_steps, progress=progress, **config.start_pose())
     if config.upright_episodes:
         data = top_up(config.task, config.episodes + config.upright_episodes, out / "data",
                       first=config.episodes, workers=config.workers, seed=config.seed, image_size=config.image_size,
-                      episode_steps=config.episode_steps, progress=progress,
+                      action_repeat=config.action_repeat,                      episode_steps=config.episode_steps, progress=progress,
                       start_angles=(-config.upright_angle, config.upright_angle))
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
                                      obs_std=config.obs_std, free_nats=config.free_nats,
@@ -315,10 +324,11 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         p.requires_grad_(False)
     # held-out episodes from the training distribution: the latent geometry and its R²
     heldout = top_up(config.task, config.heldout_episodes, out / "heldout", seed=config.seed + 10_000,
-                     image_size=config.image_size, episode_steps=config.episode_steps,
+                     image_size=config.image_size, action_repeat=config.action_repeat,
+                     episode_steps=config.episode_steps,
                      progress=progress, **config.start_pose())
     pictures = render_run_pictures(model, run_dir, heldout, out / "pictures", task=config.task)
-    env = envs.make(config.task, image_size=config.image_size)
+    env = make_env(config)
     goal, goal_info = protocol_goal(model, env, config)
     starts = start_states(env, config)
     episodes = [goal_episode(model, env, planner, goal, s, config, seed=config.seed + i)
