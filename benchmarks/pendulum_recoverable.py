@@ -50,15 +50,16 @@ def caught(env, angle: float, velocity: float) -> bool:
     """Does full torque towards upright bring the pole from (angle, velocity) back to upright?"""
     import mujoco
 
+    from envs.pixel_env import wrap_angle
     from envs.rollout import pose_state
 
     pose_state(env, angle, velocity)  # the env's physics now holds the posed state
     model, data = env.physics.model.ptr, env.physics.data.ptr
     for _ in range(int(round(SECONDS / model.opt.timestep))):
-        angle = math.atan2(math.sin(data.qpos[0]), math.cos(data.qpos[0]))
+        angle = float(wrap_angle(data.qpos[0]))
         data.ctrl[0] = np.clip(-GAIN * (angle + DAMPING * data.qvel[0]), -1.0, 1.0)
         mujoco.mj_step(model, data)
-    return abs(math.atan2(math.sin(data.qpos[0]), math.cos(data.qpos[0]))) < CAUGHT
+    return abs(float(wrap_angle(data.qpos[0]))) < CAUGHT
 
 
 def boundary(is_caught, low: float, high: float, tol: float = 1e-3) -> float:
