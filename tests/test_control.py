@@ -216,6 +216,14 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
                                                           "start_velocities": (-2.0, 2.0)}
     with pytest.raises(ValueError, match="start_velocity must be None .* got -1.0"):
         E2CConfig(start_velocity=-1.0)
+    # PC3's cart-pole data: the pole only near upright, turning fast
+    assert E2CConfig(start_velocity=6.0, start_angle=0.3).start_pose() == {
+        "start_angles": (-0.3, 0.3), "start_velocities": (-6.0, 6.0)}
+    with pytest.raises(ValueError, match="start_angle=0.3 needs start_velocity"):
+        E2CConfig(start_angle=0.3)
+    for bad in (0.0, -0.1, 4.0):
+        with pytest.raises(ValueError, match=f"start_angle must be in \\(0, π\\].* got {bad}"):
+            E2CConfig(start_velocity=1.0, start_angle=bad)
 
 
 def test_e2c_oracle_balances_the_cartpole_from_upright():

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that each register one verb with `add_arguments(subparsers)`; their heavy imports
 # happen inside the verb's function, not at registration.
-_VERB_MODULES: tuple[str, ...] = ("worldmodel.train_cli", "worldmodel.evaluate", "worldmodel.visualize", "worldmodel.demo", "worldmodel.e2c", "worldmodel.run_cli")
+_VERB_MODULES: tuple[str, ...] = ("worldmodel.train_cli", "worldmodel.evaluate", "worldmodel.visualize", "worldmodel.demo", "worldmodel.e2c_cli", "worldmodel.run_cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

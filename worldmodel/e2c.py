@@ -12,10 +12,7 @@ PC3 swing-up 58.4 / 84, balance 99.1 / 100, cart-pole 96.3 / 97.8; PCC swing-up 
 """
 from __future__ import annotations
 
-import argparse
 import math
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +60,11 @@ class E2CConfig:
     # pole velocity uniform in [-v, v] rad/s. None: the task's own random start, at rest. On the
     # pendulum v = π balanced worse than None (7.2 vs 16.0 % over 3 seeds of None; README).
     start_velocity: float | None = None
+    # with start_velocity: the start angle is uniform in [-start_angle, start_angle] instead
+    # (π: every angle). PC3's cart-pole data keep the pole within ±π/10 of upright, turning at up
+    # to 2π rad/s (CartPoleMDP.sample_random_state in VinAIResearch/PCC-pytorch), so the model
+    # never sees the pole fallen: start_angle=0.31416, start_velocity=6.28319.
+    start_angle: float = math.pi
     # simulator steps per env step (None: the task's, 4 for the pendulum, 8 for the cart-pole).
     # PCC/PC3 act every 0.02 s, i.e. 1 on dm_control's pendulum; horizon, replan_every, steps and
     # episode_steps count env steps, so a finer repeat needs them scaled to keep their durations.
@@ -121,13 +123,20 @@ class E2CConfig:
         if self.start_velocity is not None and not self.start_velocity >= 0:
             raise ValueError(f"start_velocity must be None (the task's start, at rest) or a speed "
                              f">= 0 in rad/s, got {self.start_velocity!r}")
+        if not 0 < self.start_angle <= math.pi:
+            raise ValueError(f"start_angle must be in (0, π], the half-width of the start angle's "
+                             f"range in rad, got {self.start_angle!r}")
+        if self.start_angle != math.pi and self.start_velocity is None:
+            raise ValueError(f"start_angle={self.start_angle!r} needs start_velocity (a posed start "
+                             f"sets both; start_velocity=0 starts at rest)")
 
     def start_pose(self) -> dict[str, Any]:
         """`collect`'s start options for the training and held-out episodes."""
         if self.start_velocity is None:
             return {}
         v = float(self.start_velocity)
-        return {"start_angles": (-math.pi, math.pi), "start_velocities": (-v, v)}
+        a = float(self.start_angle)
+        return {"start_angles": (-a, a), "start_velocities": (-v, v)}
 
     @classmethod
     def quick(cls, **overrides: Any) -> "E2CConfig":
@@ -363,49 +372,3 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     }
     atomic_write_json(out / f"e2c_{config.start}.json", result)
     return result
-
-
-def add_arguments(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("e2c", help="E2C-style: locally-linear latent, goal image, iLQR MPC (PCC/PC3 protocol)")
-    p.add_argument("--task", default=E2CConfig.task,
-                   help="pendulum-swingup (48x48, horizon 25; pendulum-swingup_pc3 is the same with "
-                        "PCC/PC3's stronger motor) or cartpole-balance / cartpole-swingup "
-                        "(80x80, horizon 20, replan every 5): TASK_DEFAULTS")
-    p.add_argument("--out", required=True)
-    p.add_argument("--start", default=E2CConfig.start, choices=["swingup", "balance"])
-    p.add_argument("--train-steps", type=int, default=None,
-                   help=f"training updates (default {E2CConfig.train_steps})")
-    p.add_argument("--latent-size", type=int, default=None,
-                   help=f"latent dimension (default {E2CConfig.latent_size})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="a smoke run with tiny settings")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any E2CConfig field, e.g. --set episodes=500 --set episode_steps=16")
-    p.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
-    overrides = dict(start=args.start, seed=args.seed)
-    if args.train_steps is not None:
-        overrides["train_steps"] = args.train_steps
-    if args.latent_size is not None:
-        overrides["latent_size"] = args.latent_size
-    from worldmodel.config import check_known_keys
-    from worldmodel.evaluate import parse_overrides
-
-    extra = parse_overrides(args.set)
-    check_known_keys(E2CConfig, extra)
-    config = E2CConfig.for_task(args.task, quick=args.quick, **{**overrides, **extra})
-    result = run_e2c(config, args.out, command="worldmodel " + shlex.join(sys.argv[1:]))
-    print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
-          f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
-          f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "
-          f"{result['latent_r2']['linear']:.3f}, k-NN {result['latent_r2']['knn']:.3f}")
-    if result["oracle_goal_time_percent_mean"] is not None:
-        print(f"  oracle (the same iLQR MPC on the true simulator, cost on the true angle): "
-              f"{result['oracle_goal_time_percent_mean']:.1f} % over {len(result['oracle_goal_time_percent'])} pairs")
-    bins = ", ".join("–" if c is None else f"{c:.0f}" for c in result["goal_cost_by_angle_bin"])
-    print(f"  latent goal cost ‖z − z_goal‖² by |angle| bin, upright → hanging: {bins}")
-    for name, (mean, best) in result["published"].items():
-        print(f"  published {name}: {mean} (all models) / {best} (best model)")
-    return 0
