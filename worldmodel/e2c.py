@@ -300,6 +300,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     from worldmodel.goal_cost import goal_cost_view
     from worldmodel.train import TrainConfig, train
     from worldmodel.visualize import render_run_pictures
+    from tqdm.auto import tqdm
 
     protocol_domain(config.task)
     planner = make_planner(config)  # an unknown planner or setting fails here, before training
@@ -341,10 +342,14 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     env = make_env(config)
     goal, goal_info = protocol_goal(model, env, config)
     starts = start_states(env, config)
+    def pairs(states: list[np.ndarray], who: str) -> Any:  # a bar per phase: minutes per pair
+        return tqdm(list(enumerate(states)), desc=f"{config.start} on {who}", unit="pair",
+                    disable=not progress)
+
     episodes = [goal_episode(model, env, planner, goal, s, config, seed=config.seed + i)
-                for i, s in enumerate(starts)]
+                for i, s in pairs(starts, "the learned model")]
     oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, record=i == 0)
-              for i, s in enumerate(starts[:config.oracle_pairs])]
+              for i, s in pairs(starts[:config.oracle_pairs], "the true simulator (oracle)")]
     env.close()
     cost_picture = out / "pictures" / "goal_cost.png"
     cost_view = goal_cost_view(model, heldout, goal, oracle[0] if oracle else None, config.task,
