@@ -294,13 +294,14 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
     (a second start on the same folder reuses its data and model). `command`, the command line
     that reproduces the run, is stored with the result."""
+    from tqdm.auto import tqdm
+
     from worldmodel import ModelConfig
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
     from worldmodel.goal_cost import goal_cost_view
     from worldmodel.train import TrainConfig, train
     from worldmodel.visualize import render_run_pictures
-    from tqdm.auto import tqdm
 
     protocol_domain(config.task)
     planner = make_planner(config)  # an unknown planner or setting fails here, before training
@@ -342,6 +343,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     env = make_env(config)
     goal, goal_info = protocol_goal(model, env, config)
     starts = start_states(env, config)
+
     def pairs(states: list[np.ndarray], who: str) -> Any:  # a bar per phase: minutes per pair
         return tqdm(list(enumerate(states)), desc=f"{config.start} on {who}", unit="pair",
                     disable=not progress)
