@@ -226,6 +226,19 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
             E2CConfig(start_velocity=1.0, start_angle=bad)
 
 
+def test_e2c_result_tag_names_a_second_file_and_a_bad_tag_fails_before_any_work(tmp_path):
+    from worldmodel.e2c import E2CConfig, result_path, run_e2c
+
+    assert result_path(tmp_path, "balance") == tmp_path / "e2c_balance.json"
+    assert result_path(tmp_path, "balance", "20s") == tmp_path / "e2c_balance_20s.json"
+    for bad in ("../up", "a/b", "", ".hidden", "two words"):
+        with pytest.raises(ValueError, match="plain file-name part"):
+            result_path(tmp_path, "swingup", bad)
+    with pytest.raises(ValueError, match="plain file-name part"):
+        run_e2c(E2CConfig.quick(), tmp_path / "run", progress=False, tag="../escape")
+    assert not (tmp_path / "run").exists()  # nothing collected, trained or written
+
+
 def test_e2c_oracle_balances_the_cartpole_from_upright():
     """The cart-pole protocol's ceiling: iLQR MPC on the true simulator keeps the pole upright."""
     import planners

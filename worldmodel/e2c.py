@@ -13,6 +13,7 @@ PC3 swing-up 58.4 / 84, balance 99.1 / 100, cart-pole 96.3 / 97.8; PCC swing-up 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -289,11 +290,21 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
     return out
 
 
+def result_path(out: str | Path, start: str, tag: str | None = None) -> Path:
+    """Where `run_e2c` writes its result: `out/e2c_<start>.json`, or `out/e2c_<start>_<tag>.json`
+    so that a second protocol on the same trained folder (another horizon, another length) keeps
+    the first one's file."""
+    if tag is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", tag):
+        raise ValueError(f"result tag {tag!r} is not a plain file-name part: use letters, digits, "
+                         "'_', '-' and '.', starting with a letter or digit (e.g. 20s or h100)")
+    return Path(out) / (f"e2c_{start}.json" if tag is None else f"e2c_{start}_{tag}.json")
+
+
 def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
-            command: str | None = None) -> dict[str, Any]:
-    """Collect, train a locally-linear model, run the start/goal protocol; writes `out/e2c_<start>.json`
-    (a second start on the same folder reuses its data and model). `command`, the command line
-    that reproduces the run, is stored with the result."""
+            command: str | None = None, tag: str | None = None) -> dict[str, Any]:
+    """Collect, train a locally-linear model, run the start/goal protocol; writes `result_path(out,
+    start, tag)` (a second start on the same folder reuses its data and model). `command`, the
+    command line that reproduces the run, is stored with the result."""
     from tqdm.auto import tqdm
 
     from worldmodel import ModelConfig
@@ -305,6 +316,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
 
     protocol_domain(config.task)
     planner = make_planner(config)  # an unknown planner or setting fails here, before training
+    destination = result_path(out, config.start, tag)  # so does a bad tag
     out = Path(out)
     t0 = time.time()
     data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
@@ -353,7 +365,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     oracle = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, record=i == 0)
               for i, s in pairs(starts[:config.oracle_pairs], "the true simulator (oracle)")]
     env.close()
-    cost_picture = out / "pictures" / "goal_cost.png"
+    cost_picture = out / "pictures" / ("goal_cost.png" if tag is None else f"goal_cost_{tag}.png")
     cost_view = goal_cost_view(model, heldout, goal, oracle[0] if oracle else None, config.task,
                                cost_picture)
     pictures["files"]["goal_cost"] = str(cost_picture)
@@ -377,5 +389,5 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         "wall_seconds": time.time() - t0,
         "command": command,
     }
-    atomic_write_json(out / f"e2c_{config.start}.json", result)
+    atomic_write_json(destination, result)
     return result

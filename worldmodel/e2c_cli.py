@@ -21,6 +21,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-size", type=int, default=None,
                    help=f"latent dimension (default {E2CConfig.latent_size})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default=None,
+                   help="write e2c_<start>_<TAG>.json (and pictures/goal_cost_<TAG>.png) instead of "
+                        "e2c_<start>.json, so a second protocol on a trained folder keeps the first's result")
     p.add_argument("--quick", action="store_true", help="a smoke run with tiny settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any E2CConfig field, e.g. --set episodes=500 --set episode_steps=16")
@@ -39,7 +42,7 @@ def _command(args: argparse.Namespace) -> int:
     extra = parse_overrides(args.set)
     check_known_keys(E2CConfig, extra)
     config = E2CConfig.for_task(args.task, quick=args.quick, **{**overrides, **extra})
-    result = run_e2c(config, args.out, command="worldmodel " + shlex.join(sys.argv[1:]))
+    result = run_e2c(config, args.out, command="worldmodel " + shlex.join(sys.argv[1:]), tag=args.tag)
     print(f"{result['task']} ({result['start']}): {result['goal_time_percent_mean']:.1f} ± "
           f"{result['goal_time_percent_stderr']:.1f} % of steps in the goal region over "
           f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "
