@@ -66,16 +66,59 @@ def run_folder(runs: Path, task: str, preset: str, seed: int, sets: Sequence[str
     return runs / f"{task}-{preset}{tag}-s{seed}"
 
 
+def settings_sets(config: dict[str, Any]) -> list[str]:
+    """The `--set` words that make the run's preset into `config`, per-run settings (seed, device,
+    budget) aside: the run's identity, which names its folder and its row. A setting equal to the
+    preset's is left out however it was typed, and a model or planner setting the preset adds but
+    the run lacks (a run made before the preset gained it) is given as the value the run used."""
+    from worldmodel.online_config import OnlineConfig
+
+    preset = config.get("preset", "cpu")
+    base = getattr(OnlineConfig, preset)().to_dict()
+    sets = []
+    for key, value in sorted(config.items()):
+        if key in (*_PER_RUN, "task", "preset") or base.get(key) == value:
+            continue
+        if isinstance(value, dict):
+            group, preset_group = key.removesuffix("_overrides"), base.get(key, {})
+            for name in sorted(set(value) | set(preset_group)):
+                # a setting the preset adds and the run lacks: the value the run used
+                used = value[name] if name in value else _group_defaults(config, group)[name]
+                if name not in preset_group or preset_group[name] != used:
+                    sets.append(f"{group}.{name}={set_value(used)}")
+        else:
+            sets.append(f"{key}={set_value(value)}")
+    return sets
+
+
+def _group_defaults(config: dict[str, Any], group: str) -> dict[str, Any]:
+    """The run's model (or planner) settings with no overrides at all: its model preset's fields."""
+    import dataclasses
+
+    import planners
+    from worldmodel.online_config import OnlineConfig
+
+    bare = OnlineConfig.from_dict({**config, "model_overrides": {}, "planner_overrides": {}})
+    made = bare.model_config(action_dim=1) if group == "model" else planners.make(bare.planner)
+    return {f.name: getattr(made, f.name) for f in dataclasses.fields(made)}
+
+
+def folder_for(runs: Path, config: dict[str, Any]) -> Path:
+    """The run folder of `config` (an OnlineConfig dict): equivalent commands share one."""
+    return run_folder(runs, config["task"], config.get("preset", "cpu"), int(config["seed"]),
+                      settings_sets(config))
+
+
 def run_seeds(args: argparse.Namespace) -> None:
     """Run (or resume) the online loop for each seed; finished runs return at once."""
     from worldmodel.online import OnlineConfig, run_online
     from worldmodel.run_cli import config_overrides
 
     for seed in args.seeds:
-        out = run_folder(args.runs, args.task, args.preset, seed, args.set)
         settings = {**config_overrides(args.set), "task": args.task, "env_steps": args.env_steps,
                     "seed": seed, "device": args.device}
         config = getattr(OnlineConfig, args.preset)(**settings)
+        out = folder_for(args.runs, config.to_dict())
         resume = (out / "config.json").is_file()
         print(f"{'resuming' if resume else 'starting'} {out}", flush=True)
         summary = run_online(config, out, resume=resume, progress=not args.no_progress)
@@ -127,13 +170,18 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 def merge_records(recorded: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Recorded runs updated by the run folders found now: a run found now replaces the record of
-    its folder's name (the name says task, settings and seed: `run_folder`), and a recorded run
-    whose folder is gone (another machine, a fresh checkout) keeps its row."""
+    the same settings and seed (`folder_for`), and a recorded run whose folder is gone (another
+    machine, a fresh checkout) keeps its row."""
     from worldmodel.online_config import OnlineConfig
 
-    merged = {Path(r["folder"]).name: {**r, "config": OnlineConfig.from_dict(r["config"]).to_dict()}
-              for r in recorded}
-    merged.update({Path(r["folder"]).name: r for r in found})
+    merged = {}
+    for r in recorded:
+        config = OnlineConfig.from_dict(r["config"]).to_dict()
+        # the folder's name as the settings give it today: a run recorded before its preset
+        # changed keeps its settings, and so gets the name `folder_for` gives them now
+        folder = folder_for(Path(r["folder"]).parent, config)
+        merged[folder.name] = {**r, "config": config, "folder": str(folder)}
+    merged.update({folder_for(Path("."), r["config"]).name: r for r in found})
     return [merged[k] for k in sorted(merged)]
 
 
@@ -151,22 +199,10 @@ def set_value(value: Any) -> str:
 
 def reproduce_command(config: dict[str, Any], seeds: list[int]) -> str:
     """The benchmark command that reruns these seeds: the preset plus --set for each difference."""
-    from worldmodel.online_config import OnlineConfig
-
     preset = config.get("preset", "cpu")
-    base = getattr(OnlineConfig, preset)().to_dict()
-    sets = []
-    for key, value in sorted(config.items()):
-        if key in (*_PER_RUN, "task", "preset") or base.get(key) == value:
-            continue
-        if isinstance(value, dict):
-            group = key.removesuffix("_overrides")
-            sets += [f"{group}.{k}={set_value(v)}" for k, v in sorted(value.items())]
-        else:
-            sets.append(f"{key}={set_value(value)}")
     words = ["python", "benchmarks/control.py", "--task", config["task"], "--env-steps",
              str(config["env_steps"]), "--preset", preset, "--seeds", *map(str, seeds)]
-    for s in sets:
+    for s in settings_sets(config):
         words += ["--set", s]
     return " ".join(shlex.quote(w) for w in words)
 
@@ -175,9 +211,10 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per group of runs whose settings differ only in seed and device."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        key = {k: v for k, v in run["config"].items() if k not in _PER_RUN}
-        key["env_steps"] = run["summary"]["env_steps"]  # what was collected, not the budget asked
-        groups.setdefault(json.dumps(key, sort_keys=True), []).append(run)
+        config = run["config"]
+        key = [config["task"], config.get("preset", "cpu"), settings_sets(config),
+               run["summary"]["env_steps"]]  # what was collected, not the budget asked
+        groups.setdefault(json.dumps(key), []).append(run)
     rows = []
     for group in groups.values():
         group.sort(key=lambda r: r["config"]["seed"])
@@ -198,7 +235,8 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "device": "; ".join(sorted({r["summary"]["device"] for r in group})),
             "command": reproduce_command({**config, "env_steps": group[0]["summary"]["env_steps"]}, seeds),
             "preset": config.get("preset", "cpu"), "folders": [r["folder"] for r in group]})
-    rows.sort(key=lambda r: (r["task"], r["env_steps"], r["preset"]))
+    # per task, budget and preset: the preset's own row first, then its variants
+    rows.sort(key=lambda r: (r["task"], r["env_steps"], r["preset"], r["command"].count("--set"), r["command"]))
     return rows
 
 

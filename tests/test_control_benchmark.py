@@ -75,13 +75,15 @@ def test_reproduce_command_resumes_the_run_it_describes(tmp_path):
 
     from worldmodel.run_cli import config_overrides
 
-    typed = ["model.value_head=true", "model.value_target=imagined"]
+    typed = ["model.free_nats=1.0", "model.value_target=recorded"]
     config = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=2,
                               **config_overrides(typed)).to_dict()
     words = shlex.split(control.reproduce_command(config, [2]))
     sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
     assert sorted(sets) == typed
-    assert control.run_folder(tmp_path, "cartpole-swingup", "cpu", 2, sets) == \
+    again = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=2,
+                             **config_overrides(sets)).to_dict()
+    assert control.folder_for(tmp_path, again) == control.folder_for(tmp_path, config) == \
         control.run_folder(tmp_path, "cartpole-swingup", "cpu", 2, typed)
     assert control.set_value("true") == '"true"' and control.set_value(True) == "true"
     assert config_overrides([f"model.value_target={control.set_value('1.5')}"])["model_overrides"] == \
@@ -111,3 +113,44 @@ def test_curves_come_from_the_runs_evaluations_and_are_drawn_per_task(tmp_path):
     assert series["curves"] == [found["curve"]] and series["final"] == (100_000, 400.0, 5.0)
     (bare,) = control.curve_series(rows, [{**found, "curve": []}], "cartpole-swingup")
     assert bare["curves"] == [] and "(curves of 0)" in bare["label"]
+
+
+def test_a_preset_change_keeps_old_runs_reproducible_and_in_their_own_row(tmp_path):
+    """The CPU preset gained the imagined value: a run made before keeps its settings, so its
+    command turns the value off, its row stays apart from the preset's, and its record takes the
+    folder name its settings give today (the preset's plain name belongs to the new default)."""
+    import shlex
+
+    from worldmodel.online_config import CPU_MODEL_OVERRIDES
+    from worldmodel.run_cli import config_overrides
+
+    now = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=0)
+    assert now.model_overrides == CPU_MODEL_OVERRIDES and now.model_config(1).trains_actor
+    added = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=0,
+                             **config_overrides(["model.free_nats=1.0"]))
+    assert added.model_overrides == {**CPU_MODEL_OVERRIDES, "free_nats": 1.0}  # adds, not replaces
+    assert OnlineConfig.planet().model_overrides == {}  # PlaNet's preset has no value
+
+    typed_default = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=0,
+                                     **config_overrides(["model.value_head=true"])).to_dict()
+    assert control.folder_for(tmp_path, typed_default).name == "cartpole-swingup-cpu-s0"
+
+    before = {**now.to_dict(), "model_overrides": {}}  # as recorded before the preset changed
+    words = shlex.split(control.reproduce_command(before, [0]))
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert sets == ["model.value_head=false", "model.value_target=recorded"]
+    rerun = OnlineConfig.cpu(task="cartpole-swingup", env_steps=100_000, seed=0,
+                             **config_overrides(sets))
+    assert not rerun.model_config(1).value_head
+    assert control.folder_for(tmp_path, rerun.to_dict()) == control.folder_for(tmp_path, before)
+
+    summary = {"return_mean": 500.0, "return_stderr": 5.0, "env_steps": 100_000, "wall_hours": 2.0,
+               "device": "CPU", "returns": [500.0] * 10}
+    old_record = {"folder": "runs/control/cartpole-swingup-cpu-s0", "config": before, "summary": summary}
+    new_run = {"folder": "runs/control/cartpole-swingup-cpu-s0", "config": now.to_dict(),
+               "summary": {**summary, "return_mean": 700.0}, "curve": []}
+    merged = control.merge_records([old_record], [new_run])
+    assert sorted(Path(r["folder"]).name for r in merged) == [
+        "cartpole-swingup-cpu-model.value_head=false-model.value_target=recorded-s0", "cartpole-swingup-cpu-s0"]
+    rows = control.table_rows(merged)
+    assert [(r["return_mean"], r["command"].count("--set")) for r in rows] == [(700.0, 0), (500.0, 2)]

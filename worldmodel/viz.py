@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -260,7 +261,9 @@ def plot_learning_curves(series: Sequence[dict[str, Any]], path: str | Path, *,
         if not isinstance(item.get("label"), str) or not isinstance(item.get("curves"), (list, tuple)):
             raise ValueError(f"each series needs a 'label' str and a 'curves' list, got keys "
                              f"{sorted(item)}")
-    fig = _figure(8.0, 4.4 + 0.22 * len(series))
+    # long labels (a setting's --set words) wrap, so the legend keeps to the figure's width
+    labels = [textwrap.fill(item["label"], 120, subsequent_indent="    ") for item in series]
+    fig = _figure(8.0, 4.4 + 0.22 * sum(label.count("\n") + 1 for label in labels))
     ax = fig.add_subplot(1, 1, 1)
     top = 0.0
     for i, item in enumerate(series):
@@ -278,7 +281,7 @@ def plot_learning_curves(series: Sequence[dict[str, Any]], path: str | Path, *,
             ax.errorbar([final[0]], [final[1]], yerr=[final[2]], fmt="o", color=colour, capsize=3)
             top = max(top, float(final[1]) + float(final[2]))
         ax.plot([], [], color=colour, lw=2.0, marker="o" if final is not None else None,
-                label=item["label"])  # one legend entry per series
+                label=labels[i])  # one legend entry per series
     ranked = sorted((anchors or {}).items(), key=lambda kv: kv[1])
     for k, (name, value) in enumerate(ranked):
         ax.axhline(value, color="0.45", lw=0.8, ls="--")
