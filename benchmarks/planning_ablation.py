@@ -12,6 +12,10 @@ alike), so the rows are paired:
     actor50    the best of 50 actor plans alone, scored by the model with V (no CEM)
     replay     the final evaluation's planner again (not run by default): it must repeat the
                final returns exactly, which checks that the rows are paired
+    cem_planet CEM + V with PlaNet's search (1000 candidates, 100 elites, 10 iterations; not by
+               default): does more search help on the same model?
+    h8, h20    CEM + V over 8 or 20 steps instead of the run's horizon (not by default): how far
+               to trust the model before handing over to V
 
 A variant needing a part the model lacks (V, an actor) is skipped and says so. Each variant
 writes <run>/eval/ablation_<variant>.json, and a variant already written with as many episodes
@@ -22,32 +26,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-# variant -> (planner, planner settings over the run's own, plan with V(s_H), needs)
-VARIANTS: dict[str, tuple[str, dict[str, Any], bool, str | None]] = {
-    "no_value": ("cem", {}, False, "value"),
-    "policy50": ("cem", {"policy_candidates": 50}, True, "actor"),
-    "actor50": ("random", {"candidates": 0, "policy_candidates": 50}, True, "actor"),
-    "replay": ("cem", {}, True, None),
+class Variant(NamedTuple):
+    planner: str
+    settings: dict[str, Any]  # planner settings over the run's own
+    terminal_value: bool  # plan with V(s_H)
+    needs: str | None  # the model part it needs: "value", "actor" or None
+    horizon: int | None = None  # None: the run's horizon
+
+
+VARIANTS: dict[str, Variant] = {
+    "no_value": Variant("cem", {}, False, "value"),
+    "policy50": Variant("cem", {"policy_candidates": 50}, True, "actor"),
+    "actor50": Variant("random", {"candidates": 0, "policy_candidates": 50}, True, "actor"),
+    "replay": Variant("cem", {}, True, None),
+    "cem_planet": Variant("cem", {"candidates": 1000, "elites": 100, "iterations": 10}, True, None),
+    "h8": Variant("cem", {}, True, None, horizon=8),
+    "h20": Variant("cem", {}, True, None, horizon=20),
 }
 DEFAULT_VARIANTS = ("no_value", "policy50", "actor50")
 
 
-def eval_config(online: Any, planner: str, settings: dict[str, Any], terminal_value: bool,
-                episodes: int, name: str) -> Any:
-    """The EvalConfig of one variant: the run's planner settings (CEM's) or only `settings`."""
+def eval_config(online: Any, variant: Variant, episodes: int, name: str) -> Any:
+    """The EvalConfig of one variant: the run's planner settings (CEM's) or only the variant's."""
     from worldmodel.control import EvalConfig
     from worldmodel.device import resolve_device
     from worldmodel.online_config import planner_settings
 
+    planner, settings, terminal_value = variant.planner, variant.settings, variant.terminal_value
     base = planner_settings(online) if planner == online.planner else {}
-    return EvalConfig(planner=planner, planner_overrides={**base, **settings}, horizon=online.horizon,
+    return EvalConfig(planner=planner, planner_overrides={**base, **settings},
+                      horizon=variant.horizon or online.horizon,
                       episodes=episodes, oracle_episodes=0, seed=online.seed,
                       device=str(resolve_device(online.device)),
                       planning_precision=online.planning_precision, terminal_value=terminal_value,
@@ -107,19 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     mean, stderr = mean_stderr(final)
     whole = len(final) == len(summary["returns"])  # the summary's goal time is over all its episodes
     rows = [{"variant": "final", "planner": online.planner,
-             "terminal_value": model.value_head is not None,
+             "terminal_value": model.value_head is not None, "horizon": online.horizon,
              "returns": final, "return_mean": mean, "return_stderr": stderr,
              "goal_time": summary.get("goal_time") if whole else None,
              "ms_per_action": summary.get("ms_per_action"),  # runs finished before it was kept: None
              "paired_difference": [0.0, 0.0]}]
     for name in args.variants:
-        planner, settings, terminal_value, needs = VARIANTS[name]
-        if not has_part(model, needs):
-            print(f"skipped {name}: the model has no {needs} head")
+        variant = VARIANTS[name]
+        if not has_part(model, variant.needs):
+            print(f"skipped {name}: the model has no {variant.needs} head")
             continue
-        out = run_variant(args.run, eval_config(online, planner, settings, terminal_value,
-                                                args.episodes, name))
-        rows.append({"variant": name, "planner": planner, "terminal_value": terminal_value,
+        out = run_variant(args.run, eval_config(online, variant, args.episodes, name))
+        rows.append({"variant": name, "planner": variant.planner, "terminal_value": variant.terminal_value,
+                     "horizon": variant.horizon or online.horizon,
                      "planner_settings": out["planner_settings"], "returns": out["returns"],
                      "return_mean": out["return_mean"], "return_stderr": out["return_stderr"],
                      "goal_time": out["goal_time"], "ms_per_action": out["ms_per_action"],
@@ -136,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out_path, {"run": str(args.run), "task": summary["task"],
                                  "env_steps": summary["env_steps"], "episodes": args.episodes,
                                  "command": " ".join(["python", "benchmarks/planning_ablation.py",
-                                                      "--run", str(args.run), "--episodes",
-                                                      str(args.episodes)]),
+                                                      "--run", shlex.quote(str(args.run)), "--episodes",
+                                                      str(args.episodes), "--variants", *args.variants]),
                                  "rows": rows})
     print(f"wrote {out_path}")
     return 0
