@@ -4,7 +4,8 @@
     python benchmarks/control.py --task cartpole-balance --env-steps 100000 --seeds 0 1 2
     python benchmarks/control.py --collect-only                    # only tabulate finished runs
 
-Each seed runs `worldmodel.online.run_online` in RUNS/<task>-<preset>-s<seed> and resumes
+Each seed runs `worldmodel.online.run_online` in RUNS/<task>-<preset>[-<setting>...]-s<seed> (the
+settings that differ from the preset's, however they were typed: `folder_for`) and resumes
 there if the folder holds a run (so a 100k run may span several sittings; a finished run is not
 redone). The table then reads every finished run (summary.json) under RUNS, adds the runs recorded
 by earlier tabulations whose folders are not here (RESULTS/control_runs.json; run folders stay on
