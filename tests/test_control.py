@@ -123,11 +123,12 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
 
     from worldmodel.e2c import E2CConfig, run_e2c
 
-    config = E2CConfig.quick(kl_balance=0.5, overshooting_distance=3, upright_episodes=1)
+    config = E2CConfig.quick(kl_balance=0.5, overshooting_distance=3, upright_episodes=1,
+                             predictive_coding_scale=0.5)
     result = run_e2c(config, tmp_path, progress=False)
     model_config = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
-    assert (model_config["free_nats"], model_config["kl_balance"],
-            model_config["overshooting_distance"]) == (config.free_nats, 0.5, 3)
+    assert (model_config["free_nats"], model_config["kl_balance"], model_config["overshooting_distance"],
+            model_config["predictive_coding_scale"]) == (config.free_nats, 0.5, 3, 0.5)
     assert model_config["transition"] == "locally_linear"
     on_disk = json.loads((tmp_path / "e2c_swingup.json").read_text())
     assert on_disk["goal_time_percent"] == result["goal_time_percent"]

@@ -77,6 +77,10 @@ class ModelConfig:
     # perturbations of z and a. Neither value is tuned.
     curvature_scale: float = 0.0
     curvature_noise: float = 0.1
+    # PC3's predictive-coding term (worldmodel.predictive_coding): weight of the InfoNCE loss of the
+    # one-step prediction against the batch's next posterior means (0 = off). Beside the ELBO, not
+    # in place of the decoder as in PC3; the weight is not tuned.
+    predictive_coding_scale: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -129,6 +133,8 @@ class ModelConfig:
         if self.curvature_scale < 0 or not self.curvature_noise > 0:
             raise ValueError(f"curvature_scale must be >= 0 and curvature_noise > 0, got "
                              f"{self.curvature_scale}, {self.curvature_noise}")
+        if not self.predictive_coding_scale >= 0:
+            raise ValueError(f"predictive_coding_scale must be >= 0 (0 = off), got {self.predictive_coding_scale}")
         if self.curvature_scale > 0 and self.transition != "locally_linear":
             raise ValueError(f"curvature_scale > 0 is PCC's loss on locally_linear dynamics; got "
                              f"transition={self.transition!r}: set transition='locally_linear' or "

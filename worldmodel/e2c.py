@@ -91,6 +91,8 @@ class E2CConfig:
     # asks the dynamics to be as linear near the data as the (A, B) that iLQR plans with. 0 = off.
     curvature_scale: float = 0.0
     curvature_noise: float = 0.1
+    # PC3's predictive-coding (InfoNCE) term beside the bound (ModelConfig.predictive_coding_scale). 0 = off.
+    predictive_coding_scale: float = 0.0
     pairs: int = 10  # PCC/PC3: 10 start/goal pairs per model
     # E2C/PCC/PC3 plan with iLQR (20 iterations here); any planners.names() entry works, with
     # its settings in planner_overrides. The oracle uses the same planner.
@@ -334,6 +336,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
                                      overshooting_distance=config.overshooting_distance,
                                      curvature_scale=config.curvature_scale,
                                      curvature_noise=config.curvature_noise,
+                                     predictive_coding_scale=config.predictive_coding_scale,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,

@@ -12,8 +12,8 @@ r_t = rewards[:, t] arriving with o_{t+1}; t = 1..T (code index 0..T-1).
 with q(z_t | o_≤t, a_<t, z_{t−1}) the recurrent history encoder (worldmodel.transitions), samples
 reparameterised z = μ + σ ε and every KL in closed form. `loss` reports each term per time step
 (sequence sum / T, batch mean); "elbo" is the bound itself; "loss" adds the knobs (free nats, KL
-balancing, KL scale, reward weight, latent overshooting, PCC's curvature loss, the value head's
-TD(λ) loss) and is what training minimises.
+balancing, KL scale, reward weight, latent overshooting, PCC's curvature loss, PC3's predictive
+coding, the value head's TD(λ) loss) and is what training minimises.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from worldmodel.data.batch import Batch
 from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced, kl_gaussian,
                                       standard_normal)
 from worldmodel.networks import ConvDecoder, ConvEncoder, mlp, vector_decoder, VectorEncoder
+from worldmodel.predictive_coding import info_nce
 from worldmodel.transitions import LatentSeq, LatentState, make_transition
 from worldmodel.latent_problem import GoalObjective, latent_problem
 from worldmodel.value import Actor, imagined_actor_critic, value_loss
@@ -221,6 +222,10 @@ class WorldModel(nn.Module):
         if cfg.curvature_scale > 0:
             out["curvature"] = self.curvature(post, batch.actions, generator)
             loss = loss + cfg.curvature_scale * out["curvature"]
+        if cfg.predictive_coding_scale > 0 and t > 1:  # predictions of z_2..z_T against their posteriors
+            out["predictive_coding"] = info_nce(prior_mean[:, 1:].flatten(0, 1), prior_std[:, 1:].flatten(0, 1),
+                                                post.mean[:, 1:].flatten(0, 1))
+            loss = loss + cfg.predictive_coding_scale * out["predictive_coding"]
         if self.actor is not None:  # from every posterior state; the world model is not shaped by it
             out.update(imagined_actor_critic(self.transition, self.reward_head, self.value_head,
                                              self.actor, post.flat().detach(), cfg.imagination_horizon,
