@@ -22,7 +22,8 @@ def info_nce(pred_mean: torch.Tensor, pred_std: torch.Tensor, targets: torch.Ten
     if not (pred_mean.shape == pred_std.shape == targets.shape) or pred_mean.dim() != 2:
         raise ValueError(f"info_nce needs three [N, Z] tensors of one shape, got {tuple(pred_mean.shape)}, "
                          f"{tuple(pred_std.shape)}, {tuple(targets.shape)}")
-    mean, std, e = pred_mean.float(), pred_std.float(), targets.float()
-    scaled = (e.unsqueeze(0) - mean.unsqueeze(1)) / std.unsqueeze(1)  # [N (i), N (j), Z]
-    scores = -0.5 * scaled.pow(2).sum(-1)  # [N, N]
-    return -torch.log_softmax(scores, dim=1).diagonal().mean()
+    mean, e = pred_mean.float(), targets.float()
+    precision = pred_std.float().pow(-2)  # [N, Z]
+    # Σ_z (e_jz − μ_iz)² / σ_iz², expanded into matrix products: [N, N] memory, not [N, N, Z]
+    squared = precision @ e.pow(2).T - 2 * (mean * precision) @ e.T + (mean.pow(2) * precision).sum(1, keepdim=True)
+    return -torch.log_softmax(-0.5 * squared, dim=1).diagonal().mean()
