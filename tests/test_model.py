@@ -1,6 +1,8 @@
 """WorldModel: shapes, ELBO bookkeeping, planning problem, bad input, bf16, and learning."""
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +10,9 @@ import torch
 from worldmodel import ModelConfig, WorldModel
 from worldmodel.data.batch import Batch
 from worldmodel.model import GoalObjective
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import fit_on_batch  # noqa: E402
 
 FAMILIES = ["gaussian", "rssm", "locally_linear"]
 
@@ -339,13 +344,8 @@ def test_curvature_loss_trains_the_dynamics_towards_their_own_linearisation():
     batch = _batch(_model("locally_linear", obs_shape=(8,)).cfg, b=8, t=10)
 
     def trained(scale: float) -> WorldModel:
-        model = _model("locally_linear", obs_shape=(8,), curvature_scale=scale, curvature_noise=0.3)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for i in range(150):
-            opt.zero_grad()
-            model.loss(batch, torch.Generator().manual_seed(i))["loss"].backward()
-            opt.step()
-        return model
+        return fit_on_batch(_model("locally_linear", obs_shape=(8,), curvature_scale=scale,
+                                   curvature_noise=0.3), batch)
 
     g = torch.Generator().manual_seed(123)
     noise_z, noise_a = 0.3 * torch.randn(8, 9, 6, generator=g), 0.3 * torch.randn(8, 9, 2, generator=g)

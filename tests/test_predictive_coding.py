@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from worldmodel import ModelConfig
 from worldmodel.predictive_coding import info_nce
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import fit_on_batch  # noqa: E402
 
 
 def test_info_nce_is_log_n_when_targets_are_alike_and_zero_when_each_is_sharply_predicted():
@@ -63,15 +68,9 @@ def test_the_predictive_coding_term_makes_each_prediction_pick_out_its_own_next_
 
     def trained(scale: float) -> WorldModel:
         torch.manual_seed(0)
-        model = WorldModel(ModelConfig.small(transition="locally_linear", obs_shape=(8,), action_dim=1,
-                                             deter_size=32, stoch_size=4, hidden_size=32,
-                                             predictive_coding_scale=scale))
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for i in range(150):
-            opt.zero_grad()
-            model.loss(batch, torch.Generator().manual_seed(i))["loss"].backward()
-            opt.step()
-        return model
+        return fit_on_batch(WorldModel(ModelConfig.small(
+            transition="locally_linear", obs_shape=(8,), action_dim=1, deter_size=32, stoch_size=4,
+            hidden_size=32, predictive_coding_scale=scale)), batch)
 
     def measured(model: WorldModel) -> float:  # on the posterior means
         with torch.no_grad():

@@ -1,5 +1,5 @@
-"""Small datasets and configs shared by the trainer's tests (tests/test_train.py, test_checkpoint.py,
-test_ddp.py): 32×32 images and a model a few hundred parameters wide, so an update takes
+"""Small datasets, configs and a one-batch fit shared by the trainer's and the model's tests
+(tests/test_train.py, test_checkpoint.py, test_ddp.py, test_model.py, test_predictive_coding.py): 32×32 images and a model a few hundred parameters wide, so an update takes
 milliseconds on one CPU thread."""
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def tiny_train_config(**overrides):
 
     base = dict(steps=6, batch_size=3, chunk_length=5, checkpoint_every=3, log_every=1, device="cpu")
     return TrainConfig(**{**base, **overrides})
+
+
+def fit_on_batch(model, batch, *, steps: int = 150, lr: float = 3e-3):
+    """`model` after `steps` Adam updates of its loss on one fixed batch, the noise of update i
+    seeded by i: a knob's effect is then the difference between two such fits."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for i in range(steps):
+        opt.zero_grad()
+        model.loss(batch, torch.Generator().manual_seed(i))["loss"].backward()
+        opt.step()
+    return model
 
 
 @pytest.fixture(autouse=True)
