@@ -163,6 +163,50 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
     np.testing.assert_array_equal(again.images, first.images)
 
 
+def test_a_run_moved_between_devices_names_each_leg(tmp_path, monkeypatch):
+    """A run resumed on another device (here a fake one) keeps every leg in its checkpoint and
+    summary; a checkpoint from before legs were recorded counts its steps as unrecorded."""
+    from worldmodel import device as devices
+    from worldmodel.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    run_online(tiny(), run, progress=False, stop_when=lambda c: c["episodes"] == 2)
+    cpu = devices.describe(torch.device("cpu"))
+    (leg,) = load_checkpoint(run / "checkpoint.pt")["device_legs"]
+    assert (leg["device"], leg["from_env_steps"], leg["to_env_steps"]) == (cpu, 0, 2000)
+
+    monkeypatch.setattr(devices, "describe", lambda device: "Lent GPU")
+    run_online(None, run, resume=True, progress=False, stop_when=lambda c: c["episodes"] == 3)
+    monkeypatch.setattr(devices, "describe", lambda device: cpu)
+    summary = run_online(None, run, resume=True, progress=False)
+    spans = [(x["device"], x["from_env_steps"], x["to_env_steps"]) for x in summary["device_legs"]]
+    assert spans == [(cpu, 0, 2000), ("Lent GPU", 2000, 3000), (cpu, 3000, 5000)]
+    assert summary["device"] == f"{cpu} (0-2k); Lent GPU (2k-3k); {cpu} (3k-5k)"
+    assert sum(x["wall_seconds"] for x in summary["device_legs"]) == pytest.approx(summary["wall_seconds"])
+    resumed = json.loads((run / "config.json").read_text())["resumed"]
+    assert [r["device"] for r in resumed] == ["Lent GPU", cpu]
+
+    # An older checkpoint, stopped at 2k, resumed on this CPU to the end.
+    old = tmp_path / "old"
+    run_online(tiny(), old, progress=False, stop_when=lambda c: c["episodes"] == 2)
+    state = load_checkpoint(old / "checkpoint.pt")
+    del state["device_legs"]
+    save_checkpoint(old / "checkpoint.pt", state)
+    summary = run_online(None, old, resume=True, progress=False)
+    assert [(x["device"], x["from_env_steps"]) for x in summary["device_legs"]] == [(None, 0), (cpu, 2000)]
+    assert summary["device"] == f"device not recorded (0-2k); {cpu} (2k-5k)"
+
+
+def test_device_legs_merge_only_a_continuing_leg_on_the_same_device():
+    from worldmodel.device_legs import describe_legs, legs_so_far
+
+    one = legs_so_far([], "cpu", 0, 1000, 5.0)
+    assert legs_so_far(one, "cpu", 1000, 2500, 2.0) == [
+        {"device": "cpu", "from_env_steps": 0, "to_env_steps": 2500, "wall_seconds": 7.0}]
+    two = legs_so_far(one, "gpu", 1000, 1500, 1.0)
+    assert [x["device"] for x in two] == ["cpu", "gpu"] and describe_legs(two) == "cpu (0-1k); gpu (1k-1.5k)"
+    assert describe_legs(one) == "cpu" and describe_legs([]) == "device not recorded"
+
 # -- bad input -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

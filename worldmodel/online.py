@@ -46,6 +46,7 @@ import torch
 
 from worldmodel import checkpoint as ckpt
 from worldmodel.atomic import atomic_write_json
+from worldmodel.device_legs import describe_legs, legs_before_recording, legs_so_far
 from worldmodel.online_config import RESUMABLE_CHANGES, OnlineConfig, planner_settings
 from worldmodel.online_episodes import collect_episode, evaluate_noise_free
 
@@ -137,10 +138,11 @@ class _OnlineRun:
     def __init__(self, config: OnlineConfig, out: Path, resume: bool, progress: bool,
                  stop_when: Callable[[dict[str, Any]], bool] | None) -> None:
         import envs
-        from worldmodel.device import resolve_device
+        from worldmodel import device as devices
 
         self.config, self.out, self.progress, self.stop_when = config, out, progress, stop_when
-        self.device = resolve_device(config.device)
+        self.device = devices.resolve_device(config.device)
+        self.device_name = devices.describe(self.device)
         self.env = envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat)
         self.episode_env_steps = self.env.max_steps * self.env.action_repeat  # 1000 for the suite
         if config.chunk_length > self.env.max_steps:
@@ -155,12 +157,14 @@ class _OnlineRun:
         self.data: Any = None
         self.episodes = self.env_steps = 0
         self.wall_before = 0.0
+        self.past_legs: list[dict[str, Any]] = []  # the devices of earlier sittings (device_legs)
         self.window: dict[str, Any] = {"last_return": None, "last_eval": None}
         self.resumed = resume and (out / ckpt.CHECKPOINT_FILE).is_file()
         if self.resumed:
             self._load()
         else:
             _drop_unrecorded_episodes(out / DATA_DIR, 0, 0)  # a run killed before its first checkpoint
+        self.sitting_from_env_steps = self.env_steps  # where this sitting's device leg starts
         self._write_config(resume)
 
     # -- persistence -------------------------------------------------------------------------------
@@ -179,7 +183,8 @@ class _OnlineRun:
                   "task_default_action_repeat": spec(self.config.task).action_repeat}
         record.setdefault("created", now)
         if resume:
-            record["resumed"] = [*record.get("resumed", []), {"at": now, "episodes": self.episodes}]
+            record["resumed"] = [*record.get("resumed", []), {"at": now, "episodes": self.episodes,
+                                                              "device": self.device_name}]
         ckpt.write_run_config(self.out, record)
 
     def _load(self) -> None:
@@ -187,6 +192,8 @@ class _OnlineRun:
         counters = state["online"]
         self.episodes, self.env_steps = int(counters["episodes"]), int(counters["env_steps"])
         self.wall_before, self.window = float(state["wall_time"]), dict(state["log_window"])
+        self.past_legs = (list(state["device_legs"]) if "device_legs" in state
+                          else legs_before_recording(self.env_steps, self.wall_before))
         dropped = _drop_unrecorded_episodes(self.out / DATA_DIR, self.episodes, int(counters["data_steps"]))
         if dropped:
             warnings.warn(f"dropped {len(dropped)} episode(s) collected after the last checkpoint "
@@ -213,6 +220,11 @@ class _OnlineRun:
                                               action_dim=self.env.action_dim, state_dim=self.env.state_dim)
         return self.data
 
+    def _legs(self, wall: float) -> list[dict[str, Any]]:
+        """Every device leg of the run up to now, this sitting's included."""
+        return legs_so_far(self.past_legs, self.device_name, self.sitting_from_env_steps, self.env_steps,
+                           wall - self.wall_before)
+
     def _save(self, wall: float) -> None:
         t = self.trainer
         ckpt.save_checkpoint(self.out / ckpt.CHECKPOINT_FILE, {
@@ -220,7 +232,7 @@ class _OnlineRun:
             "optimizer": t.optimizer.state_dict() if t else None,
             "model_config": self.model_config.to_dict(), "train_config": self.train_config.to_dict(),
             "world_size": 1, "ranks": [t.state()] if t else [], "log_window": dict(self.window),
-            "wall_time": wall,
+            "wall_time": wall, "device_legs": self._legs(wall),
             "online": {"episodes": self.episodes, "env_steps": self.env_steps,
                        "data_steps": self._dataset().num_steps}})
 
@@ -323,8 +335,8 @@ class _OnlineRun:
             final = self._eval_record(self.config.final_eval_episodes, wall)
             final["final"] = True
             log.write(final)
-        from worldmodel.device import describe
-
+        now = wall()
+        legs = self._legs(now)
         summary = {"status": "finished", "task": self.config.task, **self.counters(),
                    "return_mean": final["return"] if final else None,
                    "return_stderr": final["return_stderr"] if final else None,
@@ -332,8 +344,8 @@ class _OnlineRun:
                    "goal_time": final["goal_time"] if final else None,
                    "ms_per_action": final["ms_per_action"] if final else None,
                    "preset": self.config.preset, "model_preset": self.config.model,
-                   "wall_seconds": wall(), "wall_hours": wall() / 3600, "device": describe(self.device),
-                   "action_repeat": self.env.action_repeat}
+                   "wall_seconds": now, "wall_hours": now / 3600, "device": describe_legs(legs),
+                   "device_legs": legs, "action_repeat": self.env.action_repeat}
         self._save(wall())  # the wall time of the final evaluation
         atomic_write_json(path, summary)
         return summary
