@@ -214,6 +214,65 @@ def test_padded_conv_transpose_equals_torch_output_padding(size_in, pad, channel
         assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_grayscale_stacked_frames_filter_one_frame_at_a_time_as_observe_does(name):
+    """E2C's observation: the filter carries the frames it must stack next, so MPC (one image
+    at a time) sees the same encoder inputs as training (whole sequences)."""
+    model = _model(name, grayscale=True, frame_stack=3)
+    batch = _batch(model.cfg, t=5)
+    seq = model.observe(batch.images, batch.actions, sample=False)
+    state = None
+    for t in range(5):
+        prev = None if t == 0 else batch.actions[:, t - 1]
+        state = model.filter_step(state, prev, batch.images[:, t])
+        assert torch.allclose(state.mean, seq[t].mean, atol=1e-5), t
+    gray = model.observed(batch.images)  # [B, T, 1, H, W]
+    assert torch.equal(state.frames, gray[:, 3:5].flatten(1, 2))  # the newest k−1 = 2 frames
+    assert model.decode(seq).shape == (3, 5, 1, 32, 32)
+    assert torch.isfinite(model.loss(batch)["loss"])
+
+
+def test_encoder_input_is_luma_stacked_oldest_first_with_the_first_frame_repeated():
+    model = _model("gaussian", grayscale=True, frame_stack=2)
+    batch = _batch(model.cfg, t=3)
+    r, g, b = batch.images[:, :, 0], batch.images[:, :, 1], batch.images[:, :, 2]
+    luma = (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(2)  # [B, T, 1, H, W]
+    assert torch.allclose(model.observed(batch.images), luma, atol=1e-6)
+    x = model.encoder_input(batch.images)  # [B, T, 2, H, W]
+    assert x.shape == (3, 3, 2, 32, 32)
+    assert torch.equal(x[:, 0, 0], x[:, 0, 1])  # at the start: the first frame twice (at rest)
+    assert torch.equal(x[:, 1:, 0], x[:, :-1, 1])  # then each frame after the one before it
+    # a stacked encoder's embedding of frame 1 depends on frame 0; a single-frame encoder's does not
+    other = batch.images.clone()
+    other[:, 0] = -other[:, 0]
+    assert not torch.allclose(model.encode(batch.images)[:, 1], model.encode(other)[:, 1])
+    single = _model("gaussian", grayscale=True)
+    assert torch.equal(single.encode(batch.images)[:, 1], single.encode(other)[:, 1])
+
+
+def test_grayscale_stacked_model_learns_rendered_frames():
+    try:
+        data = _cartpole_batch(episodes=2, steps=12)
+    except Exception as e:  # no GL backend on this machine
+        pytest.skip(f"cannot render cart-pole: {e}")
+    from worldmodel.quality import filtered_errors
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig.small(transition="locally_linear", obs_shape=(3, 32, 32), action_dim=1,
+                                         stoch_size=6, hidden_size=32, cnn_depth=8, grayscale=True,
+                                         frame_stack=2, free_nats=0.0))
+    before = filtered_errors(model, data)["recon_mse"]
+    after = filtered_errors(fit_on_batch(model, data, steps=100), data)["recon_mse"]
+    assert after < before / 4, (before, after)
+
+
+def test_bad_observation_settings_are_rejected():
+    with pytest.raises(ValueError, match="frame_stack must be an int >= 1"):
+        ModelConfig(frame_stack=0)
+    with pytest.raises(ValueError, match="grayscale=True needs RGB images"):
+        ModelConfig(obs_shape=(7,), grayscale=True)
+
+
 def test_bad_input_errors_name_the_shapes():
     model = _model("rssm")
     batch = _batch(model.cfg)

@@ -81,6 +81,13 @@ class ModelConfig:
     # one-step prediction against the batch's next posterior means (0 = off). Beside the ELBO, not
     # in place of the decoder as in PC3; the weight is not tuned.
     predictive_coding_scale: float = 0.0
+    # E2C's observation (Watter et al. 2015, Sec. 5; also PCC and PC3): grayscale frames, two stacked.
+    # grayscale: the encoder sees, and the decoder models, each frame's luma instead of its colours.
+    # frame_stack = k: the encoder sees each frame with the k−1 before it, stacked along channels (the
+    # first frame repeated before an episode's start), so one frame's embedding carries velocity. The
+    # decoder still models only the current frame, p(o_t | z_t). Images stay RGB everywhere else.
+    grayscale: bool = False
+    frame_stack: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -135,6 +142,11 @@ class ModelConfig:
                              f"{self.curvature_scale}, {self.curvature_noise}")
         if not self.predictive_coding_scale >= 0:
             raise ValueError(f"predictive_coding_scale must be >= 0 (0 = off), got {self.predictive_coding_scale}")
+        if not isinstance(self.frame_stack, int) or self.frame_stack < 1:
+            raise ValueError(f"frame_stack must be an int >= 1 (1 = single frames; E2C stacks 2), got "
+                             f"{self.frame_stack!r}")
+        if self.grayscale and not (len(self.obs_shape) == 3 and self.obs_shape[0] == 3):
+            raise ValueError(f"grayscale=True needs RGB images, obs_shape (3, S, S); got {self.obs_shape}")
         if self.curvature_scale > 0 and self.transition != "locally_linear":
             raise ValueError(f"curvature_scale > 0 is PCC's loss on locally_linear dynamics; got "
                              f"transition={self.transition!r}: set transition='locally_linear' or "
@@ -146,6 +158,11 @@ class ModelConfig:
     @property
     def is_image(self) -> bool:
         return len(self.obs_shape) == 3
+
+    @property
+    def observed_channels(self) -> int:
+        """Channels (or vector size) of one frame as the model sees it: 1 for grayscale images."""
+        return 1 if self.grayscale else self.obs_shape[0]
 
     @property
     def decoder_kind(self) -> str:

@@ -104,9 +104,9 @@ def image_to_tensor(obs: np.ndarray, device: torch.device | str = "cpu") -> torc
 
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
-    """float [3, H, W] in [-0.5, 0.5] -> uint8 [H, W, 3]."""
+    """float [3, H, W] (or a grayscale model's [1, H, W]) in [-0.5, 0.5] -> uint8 [H, W, 3]."""
     x = ((x.detach().float().cpu() + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-    return x.permute(1, 2, 0).numpy()
+    return x.expand(3, *x.shape[1:]).permute(1, 2, 0).numpy()
 
 
 class RandomAgent:

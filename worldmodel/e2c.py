@@ -74,6 +74,11 @@ class E2CConfig:
     batch_size: int = 32
     chunk_length: int = 12
     latent_size: int = 8
+    # E2C's observation, optional here (ModelConfig.grayscale / frame_stack): gray frames, and the
+    # encoder fed each frame with the one before it (frame_stack=2). The defaults keep RGB single
+    # frames: the recurrent encoder already sees the history that a stacked frame adds.
+    grayscale: bool = False
+    frame_stack: int = 1
     # std of p(o_t | z_t). With PlaNet's unit variance the thin pole (a few dozen of 48×48 pixels)
     # is worth ~5 nats and the model never draws it (reconstruction error flat over 3000 updates,
     # measured); 0.1 makes it worth ~500 and it is learned. E2C used a Bernoulli decoder, as sharp.
@@ -337,6 +342,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
                                      curvature_scale=config.curvature_scale,
                                      curvature_noise=config.curvature_noise,
                                      predictive_coding_scale=config.predictive_coding_scale,
+                                     grayscale=config.grayscale, frame_stack=config.frame_stack,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,

@@ -32,6 +32,9 @@ from worldmodel.transitions import LatentSeq, LatentState, make_transition
 from worldmodel.latent_problem import GoalObjective, latent_problem
 from worldmodel.value import Actor, imagined_actor_critic, value_loss
 
+# ITU-R BT.601 luma weights; they sum to 1, so the luma of images in [-0.5, 0.5] stays in that range
+LUMA = (0.299, 0.587, 0.114)
+
 
 class WorldModel(nn.Module):
     """Encoder, transition (prior + posterior), decoder and reward head; see the module docstring."""
@@ -40,18 +43,18 @@ class WorldModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         act = cfg.activation
+        seen = cfg.observed_channels  # of one frame; the encoder sees frame_stack of them
         if cfg.is_image:
-            c, size, _ = cfg.obs_shape
-            self.encoder: nn.Module = ConvEncoder(c, size, cfg.cnn_depth, act)
+            size = cfg.obs_shape[1]
+            self.encoder: nn.Module = ConvEncoder(seen * cfg.frame_stack, size, cfg.cnn_depth, act)
             embed = self.encoder.embed_size
         else:
-            self.encoder = VectorEncoder(cfg.obs_shape[0], cfg.hidden_size, act)
+            self.encoder = VectorEncoder(seen * cfg.frame_stack, cfg.hidden_size, act)
             embed = self.encoder.embed_size
         self.transition = make_transition(cfg, embed)
         s = self.transition.state_size
         if cfg.decoder_kind == "conv":
-            self.decoder: nn.Module = ConvDecoder(s, cfg.obs_shape[0], cfg.obs_shape[1],
-                                                  cfg.cnn_depth, act)
+            self.decoder: nn.Module = ConvDecoder(s, seen, cfg.obs_shape[1], cfg.cnn_depth, act)
         else:
             self.decoder = vector_decoder(cfg.decoder_kind, s, cfg.obs_shape[0],
                                           cfg.hidden_size, act)
@@ -90,13 +93,40 @@ class WorldModel(nn.Module):
                              f"dims of images shape {tuple(images_shape)}; B and T must agree")
 
     # --- the networks, batched over every frame ----------------------------------------------
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Frame embeddings e [B, T, E]; one batched encoder call over all B·T frames."""
-        b, t = images.shape[:2]
-        return self.encoder(images.flatten(0, 1)).unflatten(0, (b, t))
+    def observed(self, images: torch.Tensor) -> torch.Tensor:
+        """Frames [..., C, H, W] as the model sees and reconstructs them: themselves, or their luma
+        [..., 1, H, W] with grayscale=True (the decoder's target; see `decode`)."""
+        if not self.cfg.grayscale:
+            return images
+        return (images * images.new_tensor(LUMA).view(3, 1, 1)).sum(-3, keepdim=True)
+
+    def encoder_input(self, images: torch.Tensor, earlier: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """What the encoder sees at each step [B, T, k·C', ...]: the observed frame stacked along
+        channels after the k−1 before it (k = frame_stack, oldest first). Before the first of
+        `images`, the frames are `earlier` [B, (k−1)·C', ...] (a continued filter's) or, at an
+        episode's start, the first frame repeated: a scene at rest."""
+        x = self.observed(images)  # [B, T, C', ...]
+        k = self.cfg.frame_stack
+        if k == 1:
+            return x
+        b, t = x.shape[:2]
+        if earlier is None:
+            before = x[:, :1].expand(b, k - 1, *x.shape[2:])
+        else:
+            before = earlier.reshape(b, k - 1, *x.shape[2:]).to(x.dtype)
+        frames = torch.cat([before, x], 1)  # [B, k−1+T, C', ...]
+        return torch.cat([frames[:, i:i + t] for i in range(k)], 2)
+
+    def encode(self, images: torch.Tensor, earlier: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Frame embeddings e [B, T, E] of images [B, T, *obs_shape] (see `encoder_input` for
+        `earlier`); one batched encoder call over all B·T frames."""
+        x = self.encoder_input(images, earlier)
+        b, t = x.shape[:2]
+        return self.encoder(x.flatten(0, 1)).unflatten(0, (b, t))
 
     def decode(self, seq: LatentSeq) -> torch.Tensor:
-        """Observation means [B, T, *obs_shape] from the features [deter, z]."""
+        """Observation means [B, T, C', H, W] from the features [deter, z]: C' = 3, or 1 with
+        grayscale=True (compare with `observed(images)`)."""
         f = seq.vector()  # [B, T, S]
         return self.decoder(f.flatten(0, 1)).unflatten(0, f.shape[:2])
 
@@ -115,7 +145,7 @@ class WorldModel(nn.Module):
         self._check_obs(images, "images", 2)
         self._check_actions(actions, tuple(images.shape[:2]), images.shape)
         b, t = images.shape[:2]
-        embed = self.encode(images)  # [B, T, E]
+        embed = self.encode(images, None if start is None else start.frames)  # [B, T, E]
         if start is None:
             prev_actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
             state = self.transition.initial_state(b, embed)
@@ -148,7 +178,11 @@ class WorldModel(nn.Module):
         self._check_actions(prev_action, (b,), image.shape, "prev_action")
         seq = self.observe(image.unsqueeze(1), prev_action.unsqueeze(1), start=state,
                            generator=generator, sample=sample)
-        return seq.last()
+        out = seq.last()
+        if self.cfg.frame_stack > 1:  # keep the newest k−1 frames for the next step's stack
+            seen = self.encoder_input(image.unsqueeze(1), None if state is None else state.frames)[:, 0]
+            out.frames = seen[:, self.cfg.observed_channels:]
+        return out
 
     def imagine(self, state: LatentState, actions: torch.Tensor, sample: bool = True,
                 generator: Optional[torch.Generator] = None) -> LatentSeq:
@@ -181,7 +215,7 @@ class WorldModel(nn.Module):
         prior_mean, prior_std = self.transition.priors(post, prev_actions)  # [B, T, Z]
 
         obs_dims = len(self.cfg.obs_shape)
-        recon_nll = -gaussian_log_prob(images, self.decode(post), self.cfg.obs_std,
+        recon_nll = -gaussian_log_prob(self.observed(images), self.decode(post), self.cfg.obs_std,
                                        obs_dims).sum(1)  # [B]
         if self.reward_head is not None:
             if tuple(batch.rewards.shape) != tuple(images.shape[:2]):

@@ -52,7 +52,7 @@ def open_loop_prediction(model: WorldModel, batch: Batch, context: int,
     actions = batch.actions[:, context - 1:context - 1 + horizon]  # a_k .. a_{k+H-1}
     prior = model.imagine(start, actions, sample=False)
     pred = model.decode(prior).float()  # [B, H, ...]
-    truth = batch.images[:, context:context + horizon].float()
+    truth = model.observed(batch.images[:, context:context + horizon]).float()
     image_mse = (pred - truth).pow(2).flatten(2).mean(-1).mean(0)  # [H]
     reward_mse = None
     if model.reward_head is not None:
@@ -67,7 +67,7 @@ def filtered_errors(model: WorldModel, batch: Batch) -> dict[str, float]:
     """Closed-loop errors: reconstruction MSE of o_t from q(z_t|o_≤t) (posterior means) and
     reward MSE of r_t from z_{t+1}, both averaged over all steps."""
     post = model.observe(batch.images, batch.actions, sample=False)
-    out = {"recon_mse": (model.decode(post).float() - batch.images.float()).pow(2).mean().item()}
+    out = {"recon_mse": (model.decode(post).float() - model.observed(batch.images).float()).pow(2).mean().item()}
     if model.reward_head is not None:
         r_pred = model.predict_reward(post[1:]).float()
         out["reward_mse"] = (r_pred - batch.rewards[:, :-1].float()).pow(2).mean().item()

@@ -32,13 +32,16 @@ from worldmodel.networks import GaussianHead, GRUCell, activation, mlp
 
 @dataclass
 class LatentState:
-    """One time step: mean/std/sample [B, Z]; deter [B, D] (rssm); history [B, G] (encoder GRU)."""
+    """One time step: mean/std/sample [B, Z]; deter [B, D] (rssm); history [B, G] (encoder GRU);
+    frames [B, (k−1)·C, H, W]: the last k−1 observed frames a filter with ModelConfig.frame_stack = k
+    stacks before its next one (set by WorldModel.filter_step, None otherwise)."""
 
     mean: torch.Tensor
     std: torch.Tensor
     sample: torch.Tensor
     deter: Optional[torch.Tensor] = None
     history: Optional[torch.Tensor] = None
+    frames: Optional[torch.Tensor] = None
 
     def vector(self, use_mean: bool = False) -> torch.Tensor:
         """Flat features [B, S] = [deter, z] (z = sample, or mean if use_mean)."""
@@ -58,6 +61,7 @@ class LatentSeq:
     sample: torch.Tensor
     deter: Optional[torch.Tensor] = None
     history: Optional[torch.Tensor] = None
+    frames: Optional[torch.Tensor] = None
 
     @property
     def length(self) -> int:
