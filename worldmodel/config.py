@@ -88,6 +88,15 @@ class ModelConfig:
     # decoder still models only the current frame, p(o_t | z_t). Images stay RGB everywhere else.
     grayscale: bool = False
     frame_stack: int = 1
+    # "filter": the recurrent history encoder q(z_t | o_≤t, a_<t, z_{t−1}) of DESIGN.md. "frame": E2C's,
+    # PCC's and PC3's per-frame encoder q(z_t | o_t) (with frame_stack, the last k frames), so the latent
+    # must come from the image: the posterior cannot lean on z_{t−1} and a_{t−1}. gaussian and
+    # locally_linear only (the rssm's posterior is built on its recurrent state).
+    posterior: str = "filter"
+    # weight of the reconstruction NLL in the loss ("elbo" keeps it whole). 0 trains no decoder: PC3's
+    # decoder-free objective (Shu et al. 2020), predictive coding plus the KL to the dynamics' prediction
+    # as its consistency term; it needs predictive_coding_scale > 0, or nothing ties the latent to the images.
+    reconstruction_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -145,6 +154,16 @@ class ModelConfig:
         if not isinstance(self.frame_stack, int) or self.frame_stack < 1:
             raise ValueError(f"frame_stack must be an int >= 1 (1 = single frames; E2C stacks 2), got "
                              f"{self.frame_stack!r}")
+        if self.posterior not in ("filter", "frame"):
+            raise ValueError(f"posterior must be 'filter' or 'frame', got {self.posterior!r}")
+        if self.posterior == "frame" and self.transition == "rssm":
+            raise ValueError("posterior='frame' needs transition 'gaussian' or 'locally_linear': the rssm's "
+                             "posterior is built on its recurrent state")
+        if not self.reconstruction_scale >= 0:
+            raise ValueError(f"reconstruction_scale must be >= 0, got {self.reconstruction_scale}")
+        if self.reconstruction_scale == 0 and self.predictive_coding_scale == 0:
+            raise ValueError("reconstruction_scale=0 (no decoder) needs predictive_coding_scale > 0 (PC3 "
+                             "uses 1): without either, nothing ties the latent to the images")
         if self.grayscale and not (len(self.obs_shape) == 3 and self.obs_shape[0] == 3):
             raise ValueError(f"grayscale=True needs RGB images, obs_shape (3, S, S); got {self.obs_shape}")
         if self.curvature_scale > 0 and self.transition != "locally_linear":

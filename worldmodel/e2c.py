@@ -79,6 +79,10 @@ class E2CConfig:
     # frames: the recurrent encoder already sees the history that a stacked frame adds.
     grayscale: bool = False
     frame_stack: int = 1
+    # PC3's model (ModelConfig.posterior / reconstruction_scale): "frame" encodes each (stacked) frame
+    # on its own; reconstruction_scale=0 drops the decoder, with predictive_coding_scale > 0 in its place.
+    posterior: str = "filter"
+    reconstruction_scale: float = 1.0
     # std of p(o_t | z_t). With PlaNet's unit variance the thin pole (a few dozen of 48×48 pixels)
     # is worth ~5 nats and the model never draws it (reconstruction error flat over 3000 updates,
     # measured); 0.1 makes it worth ~500 and it is learned. E2C used a Bernoulli decoder, as sharp.
@@ -343,6 +347,8 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
                                      curvature_noise=config.curvature_noise,
                                      predictive_coding_scale=config.predictive_coding_scale,
                                      grayscale=config.grayscale, frame_stack=config.frame_stack,
+                                     posterior=config.posterior,
+                                     reconstruction_scale=config.reconstruction_scale,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,

@@ -246,7 +246,8 @@ class WorldModel(nn.Module):
         else:
             kl_train = kl_balanced(post.mean, post.std, prior_mean, prior_std, cfg.kl_balance)
         kl_knob = free_nats(kl_train, cfg.free_nats).mean()  # per step, batch mean
-        loss = out["recon_nll"] + cfg.reward_weight * out["reward_nll"] + cfg.kl_scale * kl_knob
+        loss = (cfg.reconstruction_scale * out["recon_nll"] + cfg.reward_weight * out["reward_nll"]
+                + cfg.kl_scale * kl_knob)
         if cfg.overshooting_distance >= 2:
             over = self.overshooting(post, batch.actions, batch.rewards, generator)
             out.update(over)

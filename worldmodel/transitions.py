@@ -157,31 +157,36 @@ class Transition(nn.Module):
 
 
 class _HistoryPosterior(Transition):
-    """Posterior for gaussian / locally_linear: history GRU over [e_t, a_{t−1}]; head on (g_t, e_t, z_{t−1})."""
+    """Posterior for gaussian / locally_linear: history GRU over [e_t, a_{t−1}]; head on (g_t, e_t, z_{t−1}).
+    With ModelConfig.posterior = "frame", the head sees e_t alone (E2C's per-frame encoder)."""
 
     def __init__(self, cfg: ModelConfig, embed_size: int):
         super().__init__(cfg, embed_size)
-        self.history_size = cfg.deter_size
-        self.history_rnn = nn.GRU(embed_size + cfg.action_dim, cfg.deter_size, batch_first=True)
+        self.per_frame = cfg.posterior == "frame"
         # First layer of the head, split by input so the (g_t, e_t) share is precomputed; the
         # extra Z outputs are a linear skip onto the mean (linear-Gaussian posteriors exactly).
         width = cfg.hidden_size + cfg.stoch_size
-        self.post_g = nn.Linear(cfg.deter_size, width)
-        self.post_e = nn.Linear(embed_size, width, bias=False)
-        self.post_z = nn.Linear(cfg.stoch_size, width, bias=False)
+        self.post_e = nn.Linear(embed_size, width, bias=self.per_frame)
+        if not self.per_frame:
+            self.history_size = cfg.deter_size
+            self.history_rnn = nn.GRU(embed_size + cfg.action_dim, cfg.deter_size, batch_first=True)
+            self.post_g = nn.Linear(cfg.deter_size, width)
+            self.post_z = nn.Linear(cfg.stoch_size, width, bias=False)
         self.post_out = nn.Sequential(activation(cfg.activation)(),
                                       mlp([cfg.hidden_size, cfg.hidden_size, 2 * cfg.stoch_size],
                                           cfg.activation))
 
     def context(self, embed, prev_actions, history0):
+        if self.per_frame:
+            return self.post_e(embed), None
         x = torch.cat([embed, prev_actions.to(embed.dtype)], -1)  # [B, T, E + A]
         h0 = None if history0 is None else history0.unsqueeze(0).to(x.dtype).contiguous()
         history, _ = self.history_rnn(x, h0)  # [B, T, G]
         return self.post_g(history) + self.post_e(embed), history
 
     def posterior_step(self, prev, prev_action, ctx, noise):
-        pre, skip = (ctx + self.post_z(prev.sample)).split(
-            [self.cfg.hidden_size, self.stoch_size], -1)
+        first = ctx if self.per_frame else ctx + self.post_z(prev.sample)
+        pre, skip = first.split([self.cfg.hidden_size, self.stoch_size], -1)
         mean, raw = self.post_out(pre).chunk(2, -1)
         mean = mean + skip
         std = std_from_raw(raw, self.cfg.min_std)
