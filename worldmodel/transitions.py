@@ -165,12 +165,15 @@ class _HistoryPosterior(Transition):
         self.per_frame = cfg.posterior == "frame"
         # First layer of the head, split by input so the (g_t, e_t) share is precomputed; the
         # extra Z outputs are a linear skip onto the mean (linear-Gaussian posteriors exactly).
+        # (Built in this order so that a seed gives the filter the same initial weights as before the
+        # per-frame option existed: recorded results reproduce.)
         width = cfg.hidden_size + cfg.stoch_size
-        self.post_e = nn.Linear(embed_size, width, bias=self.per_frame)
         if not self.per_frame:
             self.history_size = cfg.deter_size
             self.history_rnn = nn.GRU(embed_size + cfg.action_dim, cfg.deter_size, batch_first=True)
             self.post_g = nn.Linear(cfg.deter_size, width)
+        self.post_e = nn.Linear(embed_size, width, bias=self.per_frame)
+        if not self.per_frame:
             self.post_z = nn.Linear(cfg.stoch_size, width, bias=False)
         self.post_out = nn.Sequential(activation(cfg.activation)(),
                                       mlp([cfg.hidden_size, cfg.hidden_size, 2 * cfg.stoch_size],
