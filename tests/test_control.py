@@ -141,6 +141,7 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     # how high each episode got: |angle| in [0, π], and below it only if the goal region was reached
     assert all(0.0 <= e["min_abs_angle"] <= np.pi + 1e-6 for e in result["episodes"])
     assert all((e["min_abs_angle"] < np.pi / 6) == (e["goal_time"] > 0) for e in result["episodes"])
+    assert all(0.0 <= e["longest_stay"] <= e["goal_time"] and e["turns"] >= 0 for e in result["episodes"])
     # the short training episodes (E2C-style data) and the held-out set for the geometry
     assert {e.length for e in EpisodeDataset(tmp_path / "data").episodes} == {config.episode_steps}
     assert len(EpisodeDataset(tmp_path / "heldout")) == config.heldout_episodes
@@ -272,3 +273,18 @@ def test_goal_cost_by_angle_of_a_ring_latent_rises_from_upright_to_hanging():
     assert only_upright[0] == 0.0 and only_upright[1:] == [None] * 5
     with pytest.raises(ValueError, match="no pole angle"):
         goal_cost_by_angle(latents, states, np.zeros(2), "point_mass-easy")
+
+
+def test_held_or_spun_tells_a_held_pole_from_a_spinning_one():
+    from worldmodel.e2c import held_or_spun
+
+    tol = np.pi / 6
+    held = held_or_spun(np.array([0.0, 0.1, -0.1, 0.2, 0.0]), tol)
+    assert held == {"longest_stay": 1.0, "turns": 0}
+    # two full turns at 0.5 rad per step, wrapped to (-π, π]: in the goal region about 1/6 of the time
+    spin = np.pi - np.mod(np.pi - 0.5 * np.arange(26), 2 * np.pi)
+    out = held_or_spun(spin, tol)
+    assert out["turns"] == 2 and out["longest_stay"] == pytest.approx(2 / 25)
+    inside = np.abs(spin[1:]) < tol
+    assert out["longest_stay"] < inside.mean()  # it was in the goal region, but never for long
+    assert held_or_spun(np.array([3.0, 3.1, -3.1]), tol) == {"longest_stay": 0.0, "turns": 1}
