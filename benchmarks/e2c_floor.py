@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import envs  # noqa: E402  (sets MUJOCO_GL=egl unless the user chose a backend)
 from worldmodel.atomic import atomic_write_json  # noqa: E402
 from worldmodel.control import goal_tolerance  # noqa: E402
-from worldmodel.e2c import E2CConfig, start_states  # noqa: E402
+from worldmodel.e2c import E2CConfig, held_or_spun, start_states  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "e2c_floor.json"
 # (name, E2CConfig settings): the protocols of docs/e2c_results.md, seed 0 (its start states)
@@ -41,19 +41,24 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 }
 
 
-def floor_episode(env: Any, sim_state: np.ndarray, steps: int, policy: np.ndarray | np.random.Generator) -> float:
-    """% of steps in the goal region holding the action `policy` [A], or uniform random actions
-    drawn from `policy` when it is a Generator."""
+def floor_episode(env: Any, sim_state: np.ndarray, steps: int,
+                  policy: np.ndarray | np.random.Generator) -> dict[str, float]:
+    """Holding the action `policy` [A] (or uniform random actions drawn from `policy` when it is a
+    Generator): % of steps in the goal region, the longest unbroken stay there (% of the episode)
+    and the turns through the bottom, as `worldmodel e2c` reports them."""
     _, info = env.reset(sim_state=sim_state)
-    tol, inside = goal_tolerance(env.name), []
+    angles = [float(info["angle"])]
     low, high = env.action_space.low, env.action_space.high
     for _ in range(steps):
         a = policy.uniform(low, high) if isinstance(policy, np.random.Generator) else policy
         _, _, _, truncated, info = env.step(a)
-        inside.append(abs(float(info["angle"])) < tol)
+        angles.append(float(info["angle"]))
         if truncated:
             break
-    return 100.0 * float(np.mean(inside))
+    tol = goal_tolerance(env.name)
+    shape = held_or_spun(np.asarray(angles), tol)
+    return {"goal_time": 100.0 * float(np.mean(np.abs(angles[1:]) < tol)),
+            "longest_stay": 100.0 * shape["longest_stay"], "turns": float(shape["turns"])}
 
 
 def measure(settings: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -68,13 +73,15 @@ def measure(settings: dict[str, Any], seed: int) -> dict[str, Any]:
         zero = held(np.zeros(env.action_dim))
         rand = [floor_episode(env, s, config.steps, np.random.default_rng(seed + i)) for i, s in enumerate(starts)]
         full = max(held(env.action_space.high.astype(np.float64)), held(env.action_space.low.astype(np.float64)),
-                   key=np.mean)
+                   key=lambda eps: np.mean([e["goal_time"] for e in eps]))
     finally:
         env.close()
 
-    def stats(xs: list[float]) -> dict[str, Any]:
+    def stats(episodes: list[dict[str, float]]) -> dict[str, Any]:
+        xs = [e["goal_time"] for e in episodes]
         return {"mean": float(np.mean(xs)), "stderr": float(np.std(xs, ddof=1) / np.sqrt(len(xs))),
-                "per_pair": xs}
+                "per_pair": xs, "longest_stay_mean": float(np.mean([e["longest_stay"] for e in episodes])),
+                "turns_mean": float(np.mean([e["turns"] for e in episodes]))}
 
     return {"settings": {**settings, "seed": seed, "steps": config.steps,
                          "action_repeat": env.action_repeat, "pairs": config.pairs},
@@ -88,11 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
     rows = {name: measure(PROTOCOLS[name], args.seed) for name in (args.only or PROTOCOLS)}
-    print(f"{'protocol':52s} {'zero action':>14s} {'random actions':>16s} {'full torque':>14s}")
+    policies = ("zero_action", "random_actions", "full_torque_one_way")
+    print("% of steps in the goal region, mean ± s.e. [longest unbroken stay %, turns per episode]")
+    print(f"{'protocol':52s}" + "".join(f"{p.replace('_', ' '):>28s}" for p in policies))
     for name, r in rows.items():
-        z, u, f = r["zero_action"], r["random_actions"], r["full_torque_one_way"]
-        print(f"{name:52s} {z['mean']:8.1f} ± {z['stderr']:3.1f} {u['mean']:10.1f} ± {u['stderr']:3.1f} "
-              f"{f['mean']:8.1f} ± {f['stderr']:3.1f}")
+        print(f"{name:52s}" + "".join(f"{r[p]['mean']:9.1f} ± {r[p]['stderr']:3.1f} [{r[p]['longest_stay_mean']:4.1f}, "
+                                      f"{r[p]['turns_mean']:4.1f}]" for p in policies))
     atomic_write_json(args.out, {"command": "python benchmarks/e2c_floor.py" + "".join(
         f" --only '{n}'" for n in args.only or []) + (f" --seed {args.seed}" if args.seed else ""), "rows": rows})
     print(f"wrote {args.out}")

@@ -135,6 +135,7 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert len(result["goal_time_percent"]) == config.pairs
     assert all(0.0 <= g <= 100.0 for g in result["goal_time_percent"])
     assert on_disk["published"]["PC3"] == [58.4, 84.0]
+    assert on_disk["versions"]["mujoco"] != "not installed"  # the simulator's version is part of the result
     assert all(np.isfinite(v) for v in result["latent_r2"].values())
     assert len(on_disk["oracle_goal_time_percent"]) == config.oracle_pairs
     assert all(0 <= e["plans_with_infinite_cost"] <= e["plans"] and e["plans"] >= 1 for e in result["episodes"])

@@ -26,6 +26,7 @@ def test_demo_runs_every_stage_and_writes_summary_and_pictures(tmp_path):
         assert key in on_disk, key
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["task"] == "cartpole-balance"
+    assert {"torch", "numpy", "mujoco", "dm_control"} <= set(on_disk["versions"])  # results move with them
     # many short random episodes (the demo's data), held-out ones drawn alike
     from worldmodel.data import EpisodeDataset
     steps = DemoConfig.quick().episode_steps

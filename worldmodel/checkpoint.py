@@ -42,10 +42,24 @@ class CheckpointError(RuntimeError):
 
 
 def versions() -> dict[str, str]:
+    """The versions a result may depend on. The simulator and renderer are among them: with the same
+    code and seed, a reinstall moved E2C's balance from 16.0 to 5.3 % (docs/e2c_results.md)."""
     import numpy
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "worldmodel": _package_version()}
+    out = {"python": platform.python_version(), "torch": torch.__version__,
+           "numpy": numpy.__version__, "worldmodel": _package_version()}
+    for name in ("scipy", "mujoco", "dm_control"):
+        out[name] = _installed_version(name)
+    return out
+
+
+def _installed_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _package_version() -> str:

@@ -333,7 +333,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     from tqdm.auto import tqdm
 
     from worldmodel import ModelConfig
-    from worldmodel.checkpoint import load_model
+    from worldmodel.checkpoint import load_model, versions
     from worldmodel.collect import top_up
     from worldmodel.goal_cost import goal_cost_view
     from worldmodel.train import TrainConfig, train
@@ -407,7 +407,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         "goal_time_percent_stderr": float(np.std(goal_times, ddof=1) / math.sqrt(len(goal_times)))
         if len(goal_times) > 1 else 0.0,
         "goal_time_percent": goal_times, "episodes": episodes,
-        # the longest unbroken stay in the goal region and the turns through the bottom, episode means:
+        # the longest unbroken stay in the goal region and the passes through the bottom, episode means:
         # a spun pole scores goal time too (held_or_spun)
         "longest_stay_percent_mean": float(np.mean([100 * e["longest_stay"] for e in episodes])),
         "turns_mean": float(np.mean([e["turns"] for e in episodes])),
@@ -420,6 +420,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         "pictures": pictures["files"],
         "settings": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "wall_seconds": time.time() - t0,
+        "versions": versions(),  # the same code and seed scored differently after a reinstall (docs)
         "command": command,
     }
     atomic_write_json(destination, result)

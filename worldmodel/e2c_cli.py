@@ -48,8 +48,8 @@ def _command(args: argparse.Namespace) -> int:
           f"{result['pairs']} start/goal pairs; latent R² on held-out episodes: linear "
           f"{result['latent_r2']['linear']:.3f}, k-NN {result['latent_r2']['knn']:.3f}")
     print(f"  longest unbroken stay in the goal region {result['longest_stay_percent_mean']:.1f} % of an "
-          f"episode, {result['turns_mean']:.1f} turns through the bottom (episode means; a spun pole "
-          f"scores goal time too)")
+          f"episode, {result['turns_mean']:.1f} passes through the bottom (episode means; a pole swung "
+          f"through the goal region scores goal time too)")
     if result["oracle_goal_time_percent_mean"] is not None:
         print(f"  oracle (the same iLQR MPC on the true simulator, cost on the true angle): "
               f"{result['oracle_goal_time_percent_mean']:.1f} % over {len(result['oracle_goal_time_percent'])} pairs")
