@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import envs  # noqa: E402  (sets MUJOCO_GL=egl unless the user chose a backend)
 from worldmodel.atomic import atomic_write_json  # noqa: E402
-from worldmodel.control import goal_tolerance  # noqa: E402
-from worldmodel.e2c import E2CConfig, held_or_spun, start_states  # noqa: E402
+from worldmodel.control import goal_region_stats, goal_tolerance  # noqa: E402
+from worldmodel.e2c import E2CConfig, start_states  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "e2c_floor.json"
 # (name, E2CConfig settings): the protocols of docs/e2c_results.md, seed 0 (its start states)
@@ -55,10 +55,9 @@ def floor_episode(env: Any, sim_state: np.ndarray, steps: int,
         angles.append(float(info["angle"]))
         if truncated:
             break
-    tol = goal_tolerance(env.name)
-    shape = held_or_spun(np.asarray(angles), tol)
-    return {"goal_time": 100.0 * float(np.mean(np.abs(angles[1:]) < tol)),
-            "longest_stay": 100.0 * shape["longest_stay"], "turns": float(shape["turns"])}
+    stats = goal_region_stats(np.asarray(angles), goal_tolerance(env.name))
+    return {"goal_time": 100.0 * stats["goal_time"], "longest_stay": 100.0 * stats["longest_stay"],
+            "turns": float(stats["turns"])}
 
 
 def measure(settings: dict[str, Any], seed: int) -> dict[str, Any]:

@@ -276,16 +276,17 @@ def test_goal_cost_by_angle_of_a_ring_latent_rises_from_upright_to_hanging():
         goal_cost_by_angle(latents, states, np.zeros(2), "point_mass-easy")
 
 
-def test_held_or_spun_tells_a_held_pole_from_a_spinning_one():
-    from worldmodel.e2c import held_or_spun
+def test_goal_region_stats_tell_a_held_pole_from_a_spinning_one():
+    from worldmodel.control import goal_region_stats
 
     tol = np.pi / 6
-    held = held_or_spun(np.array([0.0, 0.1, -0.1, 0.2, 0.0]), tol)
-    assert held == {"longest_stay": 1.0, "turns": 0}
+    held = goal_region_stats(np.array([0.0, 0.1, -0.1, 0.2, 0.0]), tol)
+    assert held == {"goal_time": 1.0, "longest_stay": 1.0, "turns": 0}
     # two full turns at 0.5 rad per step, wrapped to (-π, π]: in the goal region about 1/6 of the time
     spin = np.pi - np.mod(np.pi - 0.5 * np.arange(26), 2 * np.pi)
-    out = held_or_spun(spin, tol)
+    out = goal_region_stats(spin, tol)
     assert out["turns"] == 2 and out["longest_stay"] == pytest.approx(2 / 25)
     inside = np.abs(spin[1:]) < tol
+    assert out["goal_time"] == inside.mean()
     assert out["longest_stay"] < inside.mean()  # it was in the goal region, but never for long
-    assert held_or_spun(np.array([3.0, 3.1, -3.1]), tol) == {"longest_stay": 0.0, "turns": 1}
+    assert goal_region_stats(np.array([3.0, 3.1, -3.1]), tol) == {"goal_time": 0.0, "longest_stay": 0.0, "turns": 1}

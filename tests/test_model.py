@@ -89,16 +89,22 @@ def test_free_nats_only_change_loss_not_elbo():
     assert torch.allclose(lb["loss"], lb["recon_nll"] + lb["reward_nll"] + 50.0)
 
 
+def _filtered(model, batch):
+    """The states of MPC's filter fed the batch one image at a time, as `filter_step` sees them."""
+    states, state = [], None
+    for t in range(batch.images.shape[1]):
+        prev = None if t == 0 else batch.actions[:, t - 1]
+        state = model.filter_step(state, prev, batch.images[:, t])
+        states.append(state)
+    return states
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_filter_step_matches_observe(name):
     model = _model(name)
     batch = _batch(model.cfg, t=4)
     seq = model.observe(batch.images, batch.actions, sample=False)
-    state = None
-    for t in range(4):
-        prev = None if t == 0 else batch.actions[:, t - 1]
-        state = model.filter_step(state, prev, batch.images[:, t])
-    assert torch.allclose(state.mean, seq.last().mean, atol=1e-5)
+    assert torch.allclose(_filtered(model, batch)[-1].mean, seq.last().mean, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -222,10 +228,8 @@ def test_grayscale_stacked_frames_filter_one_frame_at_a_time_as_observe_does(nam
     model = _model(name, grayscale=True, frame_stack=3)
     batch = _batch(model.cfg, t=5)
     seq = model.observe(batch.images, batch.actions, sample=False)
-    state = None
-    for t in range(5):
-        prev = None if t == 0 else batch.actions[:, t - 1]
-        state = model.filter_step(state, prev, batch.images[:, t])
+    states = _filtered(model, batch)
+    for t, state in enumerate(states):
         assert torch.allclose(state.mean, seq[t].mean, atol=1e-5), t
     gray = model.observed(batch.images)  # [B, T, 1, H, W]
     assert torch.equal(state.frames, gray[:, 3:5].flatten(1, 2))  # the newest k−1 = 2 frames

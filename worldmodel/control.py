@@ -31,6 +31,21 @@ def goal_tolerance(task: str) -> float | None:
     return GOAL_TOLERANCE.get(envs.spec(task).domain)
 
 
+def goal_region_stats(angles: np.ndarray, tolerance: float) -> dict[str, Any]:
+    """One episode's pole angles [T+1] (the start first; it does not count) against the goal region
+    |angle| < tolerance: `goal_time` (the fraction of steps in it, E2C/PCC/PC3's score), and what
+    that score alone hides, `longest_stay` (the longest unbroken stretch in it, as a fraction of the
+    steps) and `turns` (passes through ±π, the bottom for a pole). A pole swung or spun through the
+    goal region scores goal time too: full torque held one way scores 23 % on dm_control's pendulum
+    balance (benchmarks/e2c_floor.py). A held pole stays."""
+    a = np.asarray(angles, dtype=np.float64)
+    inside = np.abs(a[1:]) < tolerance
+    edges = np.flatnonzero(np.diff(np.r_[0, inside.astype(np.int8), 0]))  # starts and ends of stays
+    longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+    return {"goal_time": float(np.mean(inside)), "longest_stay": longest / max(len(inside), 1),
+            "turns": int(np.sum(np.abs(np.diff(a)) > math.pi))}
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Settings of one evaluation; the planner's own settings come from `planner_overrides`."""

@@ -262,7 +262,7 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
     """One iLQR-MPC episode towards `goal` from `sim_state`: % time in goal, the smallest |angle|
     reached (how high a failed swing-up got), and with `record` every step's angle."""
     import planners
-    from worldmodel.control import goal_tolerance, image_to_tensor
+    from worldmodel.control import goal_region_stats, goal_tolerance, image_to_tensor
     from worldmodel.model import GoalObjective
 
     s = model.state_size
@@ -292,27 +292,13 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         if truncated:
             break
     a = np.abs(np.asarray(angles[1:]))
-    out = {"goal_time": float(np.mean(a < tol)), "final_angle": float(angles[-1]),
-           "min_abs_angle": float(a.min()), **held_or_spun(np.asarray(angles), tol),
-           "ms_per_action": 1000 * plan_s / len(a),
+    out = {**goal_region_stats(np.asarray(angles), tol), "final_angle": float(angles[-1]),
+           "min_abs_angle": float(a.min()), "ms_per_action": 1000 * plan_s / len(a),
            # plans whose every imagined rollout diverged (the learned dynamics blew up)
            "plans": plans, "plans_with_infinite_cost": infinite}
     if record:
         out["angles"] = np.asarray(angles)
     return out
-
-
-def held_or_spun(angles: np.ndarray, tolerance: float) -> dict[str, Any]:
-    """What the goal time alone hides: `longest_stay` (the longest unbroken stretch in the goal
-    region, as a fraction of the episode's steps) and `turns` (passes through ±π, the bottom for a
-    pole). A pole spun round by a weak motor crosses the goal region on every turn: full torque held
-    one way scores 23 % on dm_control's pendulum balance (benchmarks/e2c_floor.py). A held pole stays.
-    `angles` [T+1] includes the start, which does not count, as in `goal_episode`."""
-    a = np.asarray(angles, dtype=np.float64)
-    inside = np.abs(a[1:]) < tolerance
-    edges = np.flatnonzero(np.diff(np.r_[0, inside.astype(np.int8), 0]))  # starts and ends of stays
-    longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
-    return {"longest_stay": longest / max(len(inside), 1), "turns": int(np.sum(np.abs(np.diff(a)) > math.pi))}
 
 
 def result_path(out: str | Path, start: str, tag: str | None = None) -> Path:
@@ -408,7 +394,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         if len(goal_times) > 1 else 0.0,
         "goal_time_percent": goal_times, "episodes": episodes,
         # the longest unbroken stay in the goal region and the passes through the bottom, episode means:
-        # a spun pole scores goal time too (held_or_spun)
+        # a spun pole scores goal time too (control.goal_region_stats)
         "longest_stay_percent_mean": float(np.mean([100 * e["longest_stay"] for e in episodes])),
         "turns_mean": float(np.mean([e["turns"] for e in episodes])),
         "oracle_goal_time_percent_mean": float(np.mean(oracle_times)) if oracle else None,

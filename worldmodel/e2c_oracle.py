@@ -40,7 +40,7 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
     """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal, and with
     `record` its frames, actions and angles (for `goal_cost.goal_cost_along`)."""
     import planners
-    from worldmodel.control import goal_tolerance
+    from worldmodel.control import goal_region_stats, goal_tolerance
     from worldmodel.sim_problem import SimulatorDynamics, oracle_state
 
     with SimulatorDynamics(env) as dyn:  # closes its rollout thread pool at the end
@@ -58,8 +58,7 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
                 actions.append(action)
             if truncated:
                 break
-    a = np.abs(np.asarray(angles[1:]))
-    out = {"goal_time": float(np.mean(a < goal_tolerance(env.name))), "final_angle": float(angles[-1])}
+    out = {**goal_region_stats(np.asarray(angles), goal_tolerance(env.name)), "final_angle": float(angles[-1])}
     if record:
         out.update(frames=frames, actions=np.asarray(actions), angles=np.asarray(angles))
     return out
