@@ -27,8 +27,11 @@ def test_demo_runs_every_stage_and_writes_summary_and_pictures(tmp_path):
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["task"] == "cartpole-balance"
     assert {"torch", "numpy", "mujoco", "dm_control"} <= set(on_disk["versions"])  # results move with them
-    # many short random episodes (the demo's data), held-out ones drawn alike
     from worldmodel.data import EpisodeDataset
+    from worldmodel.provenance import data_fingerprint
+    assert on_disk["data_fingerprint"] == data_fingerprint(EpisodeDataset(tmp_path / "data").episodes)
+    assert {"cpu", "torch_threads", "platform"} <= set(on_disk["machine"])
+    # many short random episodes (the demo's data), held-out ones drawn alike
     steps = DemoConfig.quick().episode_steps
     for folder in ("data", "heldout"):
         assert {e.length for e in EpisodeDataset(tmp_path / folder).episodes} == {steps}

@@ -99,6 +99,9 @@ def test_stopped_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, mo
     assert kinds == ["seed", "seed", "explore", "explore", "eval", "explore", "eval"]
     run_config = json.loads((parts / "config.json").read_text())
     assert len(run_config["resumed"]) == 2 and run_config["online"] == config.to_dict()
+    # each sitting's versions and machine: the first at the top, the later ones in their entries
+    assert all(r["machine"]["torch_threads"] >= 1 and "torch" in r["versions"] for r in run_config["resumed"])
+    assert {"cpu", "platform", "isa"} <= set(run_config["machine"]) and "mujoco" in run_config["versions"]
 
 
 def test_resume_may_raise_the_budget_and_a_finished_run_is_not_redone(tmp_path):

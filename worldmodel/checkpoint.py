@@ -2,6 +2,7 @@
 
 A run folder holds
   config.json     model config, train config, data path and manifest, creation time, versions
+                  and machine (worldmodel.provenance)
   checkpoint.pt   the latest training state (see `CHECKPOINT_KEYS`), replaced atomically
   metrics.jsonl   the training log (worldmodel.metrics_log)
   snapshots/      model weights at each checkpoint, when asked for (TrainConfig.snapshots), to
@@ -18,7 +19,6 @@ import hashlib
 import json
 import os
 import pickle
-import platform
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -39,36 +39,6 @@ CHECKPOINT_KEYS = ("format", "step", "model", "optimizer", "model_config", "trai
 
 class CheckpointError(RuntimeError):
     """A checkpoint or run folder that cannot be used; the message names the file."""
-
-
-def versions() -> dict[str, str]:
-    """The versions a result may depend on. The simulator and renderer are among them: with the same
-    code and seed, a reinstall moved E2C's balance from 16.0 to 5.3 % (docs/e2c_results.md)."""
-    import numpy
-
-    out = {"python": platform.python_version(), "torch": torch.__version__,
-           "numpy": numpy.__version__, "worldmodel": _package_version()}
-    for name in ("scipy", "mujoco", "dm_control"):
-        out[name] = _installed_version(name)
-    return out
-
-
-def _installed_version(distribution: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("worldmodel")
-    except Exception:  # running from a source tree that is not installed
-        return "source"
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
     from worldmodel.evaluate import evaluate_model
     from worldmodel.visualize import render_run_pictures
     from worldmodel.train import TrainConfig, train
-    from worldmodel.checkpoint import load_model, versions
+    from worldmodel.checkpoint import load_model
+    from worldmodel.provenance import data_fingerprint, machine, versions
     from worldmodel.collect import top_up
 
     out = Path(out)
@@ -125,7 +126,8 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
         "pictures": sorted(p.name for p in [*out.glob("*.png"), *out.glob("*.gif")]),
         "video": Path(result["video"]).name,
         "wall_seconds": time.time() - t0,
-        "versions": versions(),  # the same code and seed gave 333.1 and 349.3 on two installs
+        # what else the numbers depend on: floats differ across machines and thread counts
+        "versions": versions(), "machine": machine(), "data_fingerprint": data_fingerprint(data.episodes),
     }
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -49,6 +49,7 @@ from worldmodel.atomic import atomic_write_json
 from worldmodel.device_legs import describe_legs, legs_before_recording, legs_so_far
 from worldmodel.online_config import RESUMABLE_CHANGES, OnlineConfig, planner_settings
 from worldmodel.online_episodes import collect_episode, evaluate_noise_free
+from worldmodel.provenance import machine, versions
 
 
 DATA_DIR = "data"
@@ -179,12 +180,16 @@ class _OnlineRun:
                     "state_dim": self.env.state_dim}
         record = {**stored, "online": self.config.to_dict(), "model": self.model_config.to_dict(),
                   "train": self.train_config.to_dict(), **ckpt.data_record(self.out, self.out / DATA_DIR),
-                  "data_manifest": manifest, "world_size": 1, "versions": ckpt.versions(),
+                  "data_manifest": manifest, "world_size": 1,
                   "task_default_action_repeat": spec(self.config.task).action_repeat}
+        # the first sitting's versions and machine at the top, each later sitting's in its `resumed` entry
         record.setdefault("created", now)
+        record.setdefault("versions", versions())
+        record.setdefault("machine", machine())
         if resume:
             record["resumed"] = [*record.get("resumed", []), {"at": now, "episodes": self.episodes,
-                                                              "device": self.device_name}]
+                                                              "device": self.device_name,
+                                                              "versions": versions(), "machine": machine()}]
         ckpt.write_run_config(self.out, record)
 
     def _load(self) -> None:

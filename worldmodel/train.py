@@ -27,6 +27,7 @@ from worldmodel import checkpoint as ckpt
 from worldmodel import distributed as dist
 from worldmodel.config import DictConfig
 from worldmodel.device import DEVICES, autocast, check_precision, resolve_device
+from worldmodel.provenance import machine, versions
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         run_config = {**run_config, "model": model_config.to_dict(), "train": config.to_dict(),
                       **ckpt.data_record(out_dir, data_path), "data_manifest": trainer.dataset.manifest,
-                      "world_size": info.world_size, "versions": ckpt.versions()}
+                      "world_size": info.world_size, "versions": versions(), "machine": machine()}
         run_config.setdefault("created", now)
         if resume:
             run_config["resumed"] = [*run_config.get("resumed", []), {"at": now, "step": trainer.step}]
