@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import envs
@@ -136,6 +137,13 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert all(0.0 <= g <= 100.0 for g in result["goal_time_percent"])
     assert on_disk["published"]["PC3"] == [58.4, 84.0]
     assert on_disk["versions"]["mujoco"] != "not installed"  # the simulator's version is part of the result
+    from worldmodel.provenance import data_fingerprint
+    assert on_disk["data_fingerprint"] == {"train": data_fingerprint(EpisodeDataset(tmp_path / "data").episodes),
+                                           "heldout": data_fingerprint(EpisodeDataset(tmp_path / "heldout").episodes)}
+    assert on_disk["machine"]["torch_threads"] == torch.get_num_threads()
+    sides = on_disk["goal_cost_by_side"]  # the pole held still on each side of upright, as the goal is
+    assert len(sides["angles"]) == len(sides["costs"]) == 12 and all(c >= 0 for c in sides["costs"])
+    assert sides["ratio"] >= 1 and sides["across_top"] >= 1
     assert all(np.isfinite(v) for v in result["latent_r2"].values())
     assert len(on_disk["oracle_goal_time_percent"]) == config.oracle_pairs
     assert all(0 <= e["plans_with_infinite_cost"] <= e["plans"] and e["plans"] >= 1 for e in result["episodes"])

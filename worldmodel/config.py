@@ -97,6 +97,16 @@ class ModelConfig:
     # decoder-free objective (Shu et al. 2020), predictive coding plus the KL to the dynamics' prediction
     # as its consistency term; it needs predictive_coding_scale > 0, or nothing ties the latent to the images.
     reconstruction_scale: float = 1.0
+    # PC3's deterministic encoder (VinAIResearch/PC3-pytorch: latent_noise 0.1, norm_coeff 0.1). 0: the
+    # posterior predicts its std (the VAE). s > 0: every posterior std is s, a fixed latent noise, so the
+    # KL to the dynamics' prediction is PC3's consistency term (−log p(z_{t+1} | z_t, a_t), up to a
+    # constant) and the first step's KL to N(0, I), which would pull the latents together against
+    # InfoNCE's fixed-scale scores, is left out of the loss ("elbo" keeps it). gaussian and
+    # locally_linear only.
+    posterior_std: float = 0.0
+    # PC3's centring: weight of ‖batch mean of the posterior means‖², which keeps the latents near the
+    # origin without the N(0, I) term. 0 = off.
+    center_scale: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "obs_shape", tuple(int(x) for x in self.obs_shape))
@@ -159,6 +169,12 @@ class ModelConfig:
         if self.posterior == "frame" and self.transition == "rssm":
             raise ValueError("posterior='frame' needs transition 'gaussian' or 'locally_linear': the rssm's "
                              "posterior is built on its recurrent state")
+        if not (self.posterior_std >= 0 and self.center_scale >= 0):
+            raise ValueError(f"posterior_std and center_scale must be >= 0 (0 = off), got "
+                             f"{self.posterior_std}, {self.center_scale}")
+        if self.posterior_std > 0 and self.transition == "rssm":
+            raise ValueError("posterior_std > 0 (PC3's fixed latent noise) needs transition 'gaussian' or "
+                             "'locally_linear'")
         if not self.reconstruction_scale >= 0:
             raise ValueError(f"reconstruction_scale must be >= 0, got {self.reconstruction_scale}")
         if self.reconstruction_scale == 0 and self.predictive_coding_scale == 0:

@@ -55,6 +55,11 @@ def _command(args: argparse.Namespace) -> int:
               f"{result['oracle_goal_time_percent_mean']:.1f} % over {len(result['oracle_goal_time_percent'])} pairs")
     bins = ", ".join("–" if c is None else f"{c:.0f}" for c in result["goal_cost_by_angle_bin"])
     print(f"  latent goal cost ‖z − z_goal‖² by |angle| bin, upright → hanging: {bins}")
+    sides = result.get("goal_cost_by_side")
+    if sides and None not in (sides["left"], sides["right"]):
+        ratio = "" if sides["across_top"] is None else f", {sides['across_top']:.1f}× across the top"
+        print(f"  the pole held still inside the goal region, mean goal cost left / right of upright: "
+              f"{sides['left']:.1f} / {sides['right']:.1f}{ratio} (large: the latent is torn at the top)")
     for name, (mean, best) in result["published"].items():
         print(f"  published {name}: {mean} (all models) / {best} (best model)")
     return 0

@@ -245,6 +245,8 @@ class WorldModel(nn.Module):
             kl_train = terms["kl_steps"]
         else:
             kl_train = kl_balanced(post.mean, post.std, prior_mean, prior_std, cfg.kl_balance)
+        if cfg.posterior_std > 0 and t > 1:  # PC3: no N(0, I) term on z_1 (ModelConfig.posterior_std)
+            kl_train = kl_train[:, 1:]
         kl_knob = free_nats(kl_train, cfg.free_nats).mean()  # per step, batch mean
         loss = (cfg.reconstruction_scale * out["recon_nll"] + cfg.reward_weight * out["reward_nll"]
                 + cfg.kl_scale * kl_knob)
@@ -261,6 +263,9 @@ class WorldModel(nn.Module):
             out["predictive_coding"] = info_nce(prior_mean[:, 1:].flatten(0, 1), prior_std[:, 1:].flatten(0, 1),
                                                 post.mean[:, 1:].flatten(0, 1))
             loss = loss + cfg.predictive_coding_scale * out["predictive_coding"]
+        if cfg.center_scale > 0:  # PC3's centring of the latents
+            out["center"] = post.mean.flatten(0, 1).mean(0).pow(2).sum()
+            loss = loss + cfg.center_scale * out["center"]
         if self.actor is not None:  # from every posterior state; the world model is not shaped by it
             out.update(imagined_actor_critic(self.transition, self.reward_head, self.value_head,
                                              self.actor, post.flat().detach(), cfg.imagination_horizon,

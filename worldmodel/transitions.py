@@ -192,7 +192,10 @@ class _HistoryPosterior(Transition):
         pre, skip = first.split([self.cfg.hidden_size, self.stoch_size], -1)
         mean, raw = self.post_out(pre).chunk(2, -1)
         mean = mean + skip
-        std = std_from_raw(raw, self.cfg.min_std)
+        if self.cfg.posterior_std > 0:  # PC3: a deterministic encoder plus a fixed latent noise
+            std = torch.full_like(mean, self.cfg.posterior_std)
+        else:
+            std = std_from_raw(raw, self.cfg.min_std)
         return LatentState(mean, std, _draw(mean, std, noise))
 
     def priors(self, post, prev_actions):
