@@ -4,12 +4,15 @@
 
 For each `worldmodel e2c` run folder: the protocol's goal latent (the upright image at rest), and
 ‖z − z_goal‖² of the pole held still at 6 angles on each side of upright inside the goal region,
-each image encoded as the goal image is (`worldmodel.goal_cost.still_pose_goal_costs`); the mean
-of each side and the jump across the top, the innermost pose's cost on one side over the other's
-(`goal_cost_by_side`), beside the run's balance score and latent R². A ratio
-near 1: the latent is as smooth on both sides. A large ratio: the two sides, which fall opposite
-ways, lie far apart, and a quadratic cost to the goal latent cannot guide the pole back from the
-far side. Writes `benchmarks/results/e2c_goal_sides.json` and prints a table.
+each image encoded as the goal image is (`worldmodel.goal_cost.still_pose_goal_costs`). Printed
+beside the run's balance score and latent R² (`goal_cost_by_side`):
+  - the mean cost of each side and their ratio, and `across`, the ratio of the two poses nearest
+    upright. Near 1: the latent is as smooth on both sides. Large: the two sides, which fall
+    opposite ways, lie far apart, and a quadratic cost to the goal cannot guide the pole back from
+    the far side.
+  - `in/out`, the nearest poses' cost over the farthest's: 0.03 for a bowl quadratic in the angle,
+    near 1 when the goal's latent sits apart from every pose beside it.
+Writes `benchmarks/results/e2c_goal_sides.json` and prints a table.
 """
 from __future__ import annotations
 
@@ -64,14 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     rows = [run_sides(folder) for folder in args.runs]
-    print(f"{'run':<34} {'score %':>8} {'R² lin/kNN':>12} {'left':>8} {'right':>8} {'ratio':>7} {'across':>7}")
+    print(f"{'run':<34} {'score %':>8} {'R² lin/kNN':>12} {'left':>8} {'right':>8} {'ratio':>7} {'across':>7} {'in/out':>7}")
     for r in rows:
         ratio = "–" if r["ratio"] is None else f"{r['ratio']:.1f}"
         across = "–" if r["across_top"] is None else f"{r['across_top']:.1f}"
+        bowl = "–" if r["inner_over_outer"] is None else f"{r['inner_over_outer']:.2f}"
         left = "–" if r["left"] is None else f"{r['left']:.1f}"
         right = "–" if r["right"] is None else f"{r['right']:.1f}"
         r2 = f"{r['latent_r2']['linear']:.2f}/{r['latent_r2']['knn']:.2f}"
-        print(f"{Path(r['run']).name:<34} {r['goal_time_percent_mean']:>8.1f} {r2:>12} {left:>8} {right:>8} {ratio:>7} {across:>7}")
+        print(f"{Path(r['run']).name:<34} {r['goal_time_percent_mean']:>8.1f} {r2:>12} {left:>8} {right:>8} {ratio:>7} {across:>7} {bowl:>7}")
     atomic_write_json(args.out, {"benchmark": "e2c_goal_sides", "rows": rows})
     print(f"wrote {args.out}")
     return 0

@@ -23,12 +23,16 @@ def test_a_smooth_cost_has_equal_sides_and_a_torn_one_large_ratios():
     smooth = goal_cost_by_side(angles, angles ** 2)  # a quadratic bowl round upright
     assert smooth["left"] == pytest.approx(smooth["right"]) and smooth["ratio"] == pytest.approx(1.0)
     assert smooth["across_top"] == pytest.approx(1.0)
+    assert smooth["inner_over_outer"] == pytest.approx(1 / 36)  # a bowl: (1/6)² at this spacing
+    isolated = goal_cost_by_side(angles, angles ** 2 + 1.0)  # the goal apart from every pose beside it
+    assert isolated["across_top"] == pytest.approx(1.0) and isolated["inner_over_outer"] > 0.7
     torn = goal_cost_by_side(angles, angles ** 2 + np.where(angles < 0, 1.0, 0.0))  # the left side apart
     assert torn["right"] == pytest.approx(smooth["right"]) and torn["left"] == pytest.approx(smooth["left"] + 1)
     inner = (TOL / 7) ** 2  # the innermost pose's cost on the smooth side
     assert torn["across_top"] == pytest.approx((inner + 1) / inner) and torn["across_top"] > torn["ratio"] > 1
     one_sided = goal_cost_by_side(angles[6:], angles[6:] ** 2)
     assert one_sided["left"] is None and one_sided["ratio"] is None and one_sided["across_top"] is None
+    assert one_sided["inner_over_outer"] is None
     with pytest.raises(ValueError, match="two \\[N\\] arrays of one shape"):
         goal_cost_by_side(angles, angles[:5])
 

@@ -58,8 +58,10 @@ def _command(args: argparse.Namespace) -> int:
     sides = result.get("goal_cost_by_side")
     if sides and None not in (sides["left"], sides["right"]):
         ratio = "" if sides["across_top"] is None else f", {sides['across_top']:.1f}× across the top"
+        bowl = ("" if sides["inner_over_outer"] is None else
+                f"; nearest over farthest pose {sides['inner_over_outer']:.2f} (a bowl: 0.03; near 1: the goal apart)")
         print(f"  the pole held still inside the goal region, mean goal cost left / right of upright: "
-              f"{sides['left']:.1f} / {sides['right']:.1f}{ratio} (large: the latent is torn at the top)")
+              f"{sides['left']:.1f} / {sides['right']:.1f}{ratio} (large: the latent is torn at the top){bowl}")
     for name, (mean, best) in result["published"].items():
         print(f"  published {name}: {mean} (all models) / {best} (best model)")
     return 0

@@ -78,7 +78,10 @@ def goal_cost_by_side(angles: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
     """Mean cost left of upright (angle < 0) and right of it (angle > 0); `ratio`, the larger mean
     over the smaller; and `across_top`, the same for the two poses nearest upright, one each side.
     Both are near 1 for a latent as smooth on both sides and large for one torn at the top (None
-    when a side is empty or the smaller value is 0)."""
+    when a side is empty or the smaller value is 0). `inner_over_outer`: the mean cost of the pose
+    nearest upright on each side over that of the farthest, about (1/6)² for a cost quadratic in the
+    angle at `still_pose_angles`' spacing, near 1 when the goal's latent sits apart from every pose
+    beside it (the pole exactly upright at rest never falls; every pose beside it does)."""
     angles, costs = np.asarray(angles, float), np.asarray(costs, float)
     if angles.shape != costs.shape or angles.ndim != 1:
         raise ValueError(f"angles and costs must be two [N] arrays of one shape, got {angles.shape}, {costs.shape}")
@@ -93,6 +96,10 @@ def goal_cost_by_side(angles: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
     nearest = (float(costs[left][np.argmax(angles[left])]) if left.any() else None,
                float(costs[right][np.argmin(angles[right])]) if right.any() else None)
     out["across_top"] = ratio(nearest)
+    farthest = (float(costs[left][np.argmin(angles[left])]) if left.any() else None,
+                float(costs[right][np.argmax(angles[right])]) if right.any() else None)
+    out["inner_over_outer"] = (sum(nearest) / sum(farthest)
+                               if None not in nearest + farthest and sum(farthest) > 0 else None)
     return out
 
 
