@@ -81,13 +81,14 @@ def goal_cost_by_side(angles: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
     when a side is empty or the smaller value is 0). `inner_over_outer`: the mean cost of the pose
     nearest upright on each side over that of the farthest, about (1/6)² for a cost quadratic in the
     angle at `still_pose_angles`' spacing, near 1 when the goal's latent sits apart from every pose
-    beside it (the pole exactly upright at rest never falls; every pose beside it does)."""
+    beside it (the pole exactly upright at rest is an equilibrium; every pose beside it falls)."""
     angles, costs = np.asarray(angles, float), np.asarray(costs, float)
     if angles.shape != costs.shape or angles.ndim != 1:
         raise ValueError(f"angles and costs must be two [N] arrays of one shape, got {angles.shape}, {costs.shape}")
     out: dict[str, Any] = {"angles": angles.tolist(), "costs": costs.tolist()}
     for side, mask in (("left", angles < 0), ("right", angles > 0)):
         out[side] = float(costs[mask].mean()) if mask.any() else None
+
     def ratio(pair: tuple[float | None, float | None]) -> float | None:
         return max(pair) / min(pair) if None not in pair and min(pair) > 0 else None
 
