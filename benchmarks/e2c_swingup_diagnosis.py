@@ -190,7 +190,13 @@ def main() -> None:
     from worldmodel.e2c import E2CConfig, goal_episode, goal_latent, make_env, make_planner, start_states
     from worldmodel.e2c_oracle import oracle_goal_episode
 
-    stored = json.loads((args.run / "e2c_swingup.json").read_text())["settings"]
+    # the run's settings: from its swing-up result, or its balance result (the action effect uses neither start)
+    found = [args.run / f"e2c_{start}.json" for start in ("swingup", "balance")]
+    found = [path for path in found if path.is_file()]
+    if not found:
+        raise SystemExit(f"{args.run} holds no e2c_swingup.json or e2c_balance.json; run `worldmodel e2c "
+                         f"--out {args.run}` first")
+    stored = json.loads(found[0].read_text())["settings"]
     overrides = parse_overrides(args.set)
     check_known_keys(E2CConfig, overrides)
     config = E2CConfig(**{**{k: v for k, v in stored.items() if k in E2CConfig.__dataclass_fields__},
