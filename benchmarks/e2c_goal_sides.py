@@ -17,7 +17,6 @@ Writes `benchmarks/results/e2c_goal_sides.json` and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,16 +35,13 @@ def run_sides(folder: Path) -> dict[str, Any]:
 
     from worldmodel.checkpoint import load_model
     from worldmodel.control import goal_tolerance
-    from worldmodel.e2c import E2CConfig, make_env, protocol_goal
+    from worldmodel.e2c import make_env, protocol_goal, result_path, stored_run
     from worldmodel.goal_cost import goal_cost_by_side, still_pose_angles, still_pose_goal_costs
 
-    results = sorted(folder.glob("e2c_*.json"))
-    if not results:
-        raise SystemExit(f"{folder} holds no `worldmodel e2c` result (e2c_*.json); run `worldmodel e2c "
-                         f"--out {folder}` first")
-    result = json.loads(results[0].read_text())
-    settings = {k: v for k, v in result["settings"].items() if k in E2CConfig.__dataclass_fields__}
-    config = E2CConfig(**settings)
+    try:
+        config, result = stored_run(folder)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     model, _, _ = load_model(folder / "run")
     model.eval()
     angles = still_pose_angles(goal_tolerance(config.task))
@@ -56,7 +52,7 @@ def run_sides(folder: Path) -> dict[str, Any]:
             sides = goal_cost_by_side(angles, still_pose_goal_costs(model, env, goal, angles))
     finally:
         env.close()
-    return {"run": str(folder), "result": results[0].name, "start": result["start"],
+    return {"run": str(folder), "result": result_path(folder, result["start"]).name, "start": result["start"],
             "goal_time_percent_mean": result["goal_time_percent_mean"], "latent_r2": result["latent_r2"],
             "command": result.get("command"), **sides}
 

@@ -30,7 +30,6 @@ Writes JSON (default benchmarks/results/e2c_swingup_diagnosis.json) and prints a
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -187,20 +186,16 @@ def main() -> None:
     from worldmodel.checkpoint import load_model
     from worldmodel.config import check_known_keys
     from worldmodel.evaluate import parse_overrides
-    from worldmodel.e2c import E2CConfig, goal_episode, goal_latent, make_env, make_planner, start_states
+    from worldmodel.e2c import (E2CConfig, goal_episode, goal_latent, make_env, make_planner, start_states,
+                                stored_run)
     from worldmodel.e2c_oracle import oracle_goal_episode
 
-    # the run's settings: from its swing-up result, or its balance result (the action effect uses neither start)
-    found = [args.run / f"e2c_{start}.json" for start in ("swingup", "balance")]
-    found = [path for path in found if path.is_file()]
-    if not found:
-        raise SystemExit(f"{args.run} holds no e2c_swingup.json or e2c_balance.json; run `worldmodel e2c "
-                         f"--out {args.run}` first")
-    stored = json.loads(found[0].read_text())["settings"]
     overrides = parse_overrides(args.set)
     check_known_keys(E2CConfig, overrides)
-    config = E2CConfig(**{**{k: v for k, v in stored.items() if k in E2CConfig.__dataclass_fields__},
-                          **overrides})
+    try:  # its swing-up result's settings, or its balance result's (the action effect uses neither start)
+        config, _ = stored_run(args.run, **overrides)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from None
     weights = (config.goal_weight, config.action_weight)
     model, _, _ = load_model(args.run / "run")
     model.eval()

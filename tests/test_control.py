@@ -141,6 +141,11 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     assert on_disk["data_fingerprint"] == {"train": data_fingerprint(EpisodeDataset(tmp_path / "data").episodes),
                                            "heldout": data_fingerprint(EpisodeDataset(tmp_path / "heldout").episodes)}
     assert on_disk["machine"]["torch_threads"] == torch.get_num_threads()
+    from worldmodel.e2c import stored_run  # what diagnostics reload: the settings and the result
+    assert stored_run(tmp_path) == (config, on_disk)
+    assert stored_run(tmp_path, horizon=7)[0] == replace(config, horizon=7)
+    with pytest.raises(FileNotFoundError, match="no e2c_swingup.json or e2c_balance.json"):
+        stored_run(tmp_path / "run")
     sides = on_disk["goal_cost_by_side"]  # the pole held still on each side of upright, as the goal is
     assert len(sides["angles"]) == len(sides["costs"]) == 12 and all(c >= 0 for c in sides["costs"])
     assert sides["ratio"] >= 1 and sides["across_top"] >= 1

@@ -12,6 +12,7 @@ PC3 swing-up 58.4 / 84, balance 99.1 / 100, cart-pole 96.3 / 97.8; PCC swing-up 
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -312,6 +313,18 @@ def result_path(out: str | Path, start: str, tag: str | None = None) -> Path:
         raise ValueError(f"result tag {tag!r} is not a plain file-name part: use letters, digits, "
                          "'_', '-' and '.', starting with a letter or digit (e.g. 20s or h100)")
     return Path(out) / (f"e2c_{start}.json" if tag is None else f"e2c_{start}_{tag}.json")
+
+
+def stored_run(out: str | Path, **overrides: Any) -> tuple[E2CConfig, dict[str, Any]]:
+    """The settings (plus `overrides`) and result of a finished `run_e2c` folder, from its untagged
+    swing-up result or else its balance result, for diagnostics that reload its model."""
+    found = [p for p in (result_path(out, start) for start in ("swingup", "balance")) if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"{out} holds no e2c_swingup.json or e2c_balance.json; run "
+                                f"`worldmodel e2c --out {out}` first")
+    result = json.loads(found[0].read_text())
+    stored = {k: v for k, v in result["settings"].items() if k in E2CConfig.__dataclass_fields__}
+    return E2CConfig(**{**stored, **overrides}), result
 
 
 def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,

@@ -86,21 +86,21 @@ def goal_cost_by_side(angles: np.ndarray, costs: np.ndarray) -> dict[str, Any]:
     if angles.shape != costs.shape or angles.ndim != 1:
         raise ValueError(f"angles and costs must be two [N] arrays of one shape, got {angles.shape}, {costs.shape}")
     out: dict[str, Any] = {"angles": angles.tolist(), "costs": costs.tolist()}
-    for side, mask in (("left", angles < 0), ("right", angles > 0)):
-        out[side] = float(costs[mask].mean()) if mask.any() else None
+    # each side's costs ordered from upright outwards
+    sides = {"left": costs[angles < 0][np.argsort(-angles[angles < 0])],
+             "right": costs[angles > 0][np.argsort(angles[angles > 0])]}
+    for name, side in sides.items():
+        out[name] = float(side.mean()) if len(side) else None
 
     def ratio(pair: tuple[float | None, float | None]) -> float | None:
         return max(pair) / min(pair) if None not in pair and min(pair) > 0 else None
 
     out["ratio"] = ratio((out["left"], out["right"]))
-    left, right = angles < 0, angles > 0
-    nearest = (float(costs[left][np.argmax(angles[left])]) if left.any() else None,
-               float(costs[right][np.argmin(angles[right])]) if right.any() else None)
-    out["across_top"] = ratio(nearest)
-    farthest = (float(costs[left][np.argmin(angles[left])]) if left.any() else None,
-                float(costs[right][np.argmax(angles[right])]) if right.any() else None)
-    out["inner_over_outer"] = (sum(nearest) / sum(farthest)
-                               if None not in nearest + farthest and sum(farthest) > 0 else None)
+    out["across_top"] = out["inner_over_outer"] = None
+    if all(len(side) for side in sides.values()):
+        out["across_top"] = ratio((float(sides["left"][0]), float(sides["right"][0])))
+        outer = float(sides["left"][-1] + sides["right"][-1])
+        out["inner_over_outer"] = float(sides["left"][0] + sides["right"][0]) / outer if outer > 0 else None
     return out
 
 
@@ -140,8 +140,8 @@ def goal_cost_view(model: Any, heldout: Any, goal: torch.Tensor, oracle: dict[st
     view: dict[str, Any] = {"goal_cost_by_angle_bin": by_angle}
     tolerance = goal_tolerance(task)
     if env is not None and tolerance is not None:
-        angles = still_pose_angles(tolerance)
-        view["goal_cost_by_side"] = goal_cost_by_side(angles, still_pose_goal_costs(model, env, goal, angles))
+        poses = still_pose_angles(tolerance)
+        view["goal_cost_by_side"] = goal_cost_by_side(poses, still_pose_goal_costs(model, env, goal, poses))
     angles = costs = None
     if oracle is not None:
         costs = goal_cost_along(model, oracle["frames"], oracle["actions"], goal)
