@@ -196,6 +196,43 @@ def test_e2c_oracle_holds_the_pendulum_upright_and_swings_it_from_hanging():
     env.close()
 
 
+def test_handicapped_oracle_holds_the_pole_where_it_believes_upright_to_be():
+    """OracleHandicap: told an angle b too large, the true-simulator planner (replanning every step)
+    comes to rest with the pole beyond -b, where its push back towards the angle it believes
+    upright holds the real pole against gravity (measured -0.085 for b = 0.05); the default
+    handicap is the plain oracle, noise is seeded, and impossible handicaps are refused."""
+    import planners
+    from worldmodel.e2c import E2CConfig, start_states
+    from worldmodel.e2c_oracle import OracleHandicap, oracle_goal_episode
+
+    env = envs.make("pendulum-swingup", image_size=32)
+    planner = planners.make("ilqr", iterations=20)
+    config = E2CConfig(start="balance", steps=30, pairs=1, replan_every=1)
+    start = start_states(env, config)[0]
+    plain = oracle_goal_episode(env, planner, start, config, seed=0, record=True)
+    same = oracle_goal_episode(env, planner, start, config, seed=0, record=True, handicap=OracleHandicap())
+    np.testing.assert_array_equal(plain["angles"], same["angles"])
+    assert abs(plain["final_angle"]) < 1e-3
+    offset = oracle_goal_episode(env, planner, start, config, seed=0, record=True,
+                                 handicap=OracleHandicap(angle_bias=0.05))
+    assert offset["goal_time"] == 1.0 and -0.15 < offset["final_angle"] < -0.05
+    assert np.ptp(offset["angles"][-10:]) < 1e-3  # at rest there, not falling
+    assert np.all(offset["actions"][-10:] > 0.1)  # held by a steady push the other way
+    noisy = OracleHandicap(angle_noise=0.02, velocity_noise=0.2)
+    first, again = (oracle_goal_episode(env, planner, start, config, seed=3, record=True, handicap=noisy)
+                    for _ in range(2))
+    np.testing.assert_array_equal(first["angles"], again["angles"])
+    assert not np.array_equal(first["angles"], plain["angles"])
+    env.close()
+    for bad, match in (({"actuator_gain": 0.0}, "actuator_gain must be > 0"),
+                       ({"gravity_gain": -1.0}, "gravity_gain must be > 0"),
+                       ({"angle_noise": -0.1}, "angle_noise is a standard deviation"),
+                       ({"velocity_noise": float("nan")}, "velocity_noise is a standard deviation"),
+                       ({"angle_bias": float("inf")}, "angle_bias must be a finite angle")):
+        with pytest.raises(ValueError, match=match):
+            OracleHandicap(**bad)
+
+
 def test_e2c_env_takes_the_configured_action_repeat():
     """PCC/PC3 act every 0.02 s: `action_repeat` reaches the protocol's env (and the data)."""
     from worldmodel.e2c import E2CConfig, make_env

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.geometry import (latent_r2, latent_r2_per_target, r2_scores, split,
-                                 state_targets, target_names)
+from worldmodel.geometry import (latent_r2, latent_r2_per_target, r2_scores, readout_rmse_per_target,
+                                 split, state_targets, target_names)
 
 
 def _pendulum_states(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -19,6 +19,23 @@ def test_linear_map_of_the_state_scores_one() -> None:
     latents = states @ rng.normal(size=(4, 16)) + 3.0  # random linear map plus offset
     assert latent_r2(latents, states) == pytest.approx(1.0, abs=1e-9)
     assert latent_r2(latents, states, method="knn") > 0.8  # smooth too, kNN gets most of it
+
+
+def test_readout_rmse_is_the_noise_a_latent_leaves_in_each_target() -> None:
+    """Targets = a linear map of the latent plus N(0, σ_k²) noise: the linear read-out's held-out
+    RMSE is σ_k per column (the map is recovered; the noise cannot be), in the targets' units."""
+    rng = np.random.default_rng(3)
+    latents = rng.normal(size=(4000, 6))
+    sigma = np.array([0.02, 0.5])  # e.g. an angle in rad and a velocity in rad/s
+    targets = latents @ rng.normal(size=(6, 2)) + 1.0 + rng.normal(size=(4000, 2)) * sigma
+    groups = np.arange(4000) // 20  # whole "episodes" held out
+    rmse = readout_rmse_per_target(latents, targets, groups=groups)
+    np.testing.assert_allclose(rmse, sigma, rtol=0.08)
+    exact = readout_rmse_per_target(latents, latents @ np.ones((6, 1)))
+    assert exact[0] < 1e-9
+    # a latent that holds nothing of the target: the error is the target's own spread
+    noise = readout_rmse_per_target(rng.normal(size=(4000, 6)), targets[:, :1], method="knn")
+    assert noise[0] == pytest.approx(targets[:, 0].std(), rel=0.15)
 
 
 def test_independent_noise_scores_zero() -> None:

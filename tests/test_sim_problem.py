@@ -93,6 +93,38 @@ def test_jacobians_predict_small_perturbations() -> None:
     dyn.close()
 
 
+def test_actuator_and_gravity_gains_scale_the_planners_copy_only() -> None:
+    """Gear × g: at zero action, d(next state)/d(action) is exactly g times the true one (the
+    torque g·gear·a enters the dynamics linearly there); gravity × g: the first step's fall from
+    rest is g times as fast. The env's own model is untouched."""
+    env = envs.make("pendulum-swingup", seed=0, render_state=False)
+    env.reset(seed=0)
+    s = oracle_state(env)[None]
+    a = torch.zeros(1, 1, dtype=torch.float64)
+    with SimulatorDynamics(env, threads=1) as true, SimulatorDynamics(env, threads=1, actuator_gain=0.4) as weak:
+        _, fa = true.jacobians(s, a)
+        _, fa_weak = weak.jacobians(s, a)
+        assert fa[0, true.qvel_slice.start, 0].abs().item() > 1e-3
+        torch.testing.assert_close(fa_weak[0, :-1], 0.4 * fa[0, :-1], rtol=1e-4, atol=1e-9)
+        pushed = true.step(s, torch.ones(1, 1, dtype=torch.float64))
+        assert not torch.equal(pushed, weak.step(s, torch.ones(1, 1, dtype=torch.float64)))
+    # gravity × g: from rest just off upright, the first step's fall (velocity) scales by g
+    from envs.rollout import pose_state
+
+    env.reset(sim_state=pose_state(env, 0.1))
+    s = oracle_state(env)[None]
+    with SimulatorDynamics(env, threads=1) as true, SimulatorDynamics(env, threads=1, gravity_gain=2.0) as heavy:
+        velocity = true.qvel_slice.start
+        fall = true.step(s, a)[0, velocity].item()
+        assert fall > 0.05  # 0 is upright and the angle grows as it falls
+        assert heavy.step(s, a)[0, velocity].item() == pytest.approx(2.0 * fall, rel=0.02)
+    assert env.physics.model.actuator_gear[0, 0] == 1.0 and env.physics.model.opt.gravity[2] < -9
+    for name in ("actuator_gain", "gravity_gain"):
+        for bad in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
+                SimulatorDynamics(env, threads=1, **{name: bad})
+
+
 def test_bad_input_raises_clear_errors() -> None:
     env = envs.make("cartpole-balance", seed=0, render_state=False)
     env.reset(seed=0)

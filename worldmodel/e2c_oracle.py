@@ -3,6 +3,7 @@ true pole angle and velocity instead of the latent goal cost (`worldmodel e2c`'s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +11,46 @@ import torch
 
 if TYPE_CHECKING:
     from worldmodel.e2c import E2CConfig
+
+
+@dataclass(frozen=True)
+class OracleHandicap:
+    """Flaws given to the oracle on purpose, each the size of one a learned model has: how well
+    must a model know the action's effect and the pole's state for the protocol's planner to
+    hold the pole? The env itself is untouched; only what the planner is told changes.
+
+    actuator_gain: the planner's simulator has its actuators' gear times this (a learned model's
+        action effect at upright measured 0.16-0.99 of the real one, docs/e2c_results.md).
+    gravity_gain: the planner's simulator has gravity times this: a model that lets the pole
+        fall from upright faster (> 1) or slower (< 1) than it does.
+    angle_noise, velocity_noise: std of Gaussian errors (rad, rad/s) added to the pole's angle
+        and velocity in the state the planner starts each plan from, fresh at every step.
+    angle_bias: a constant error (rad) added to that angle: the planner holds the pole where it
+        believes upright to be.
+    """
+
+    actuator_gain: float = 1.0
+    gravity_gain: float = 1.0
+    angle_noise: float = 0.0
+    velocity_noise: float = 0.0
+    angle_bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("actuator_gain", "gravity_gain"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be > 0 (1 = the true simulator's), got {value!r}")
+        for name in ("angle_noise", "velocity_noise"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} is a standard deviation and must be >= 0, got {value!r}")
+        if not math.isfinite(self.angle_bias):
+            raise ValueError(f"angle_bias must be a finite angle in rad, got {self.angle_bias!r}")
+
+    @property
+    def observes_exactly(self) -> bool:
+        """No error in the state the planner is given (a gain may still differ)."""
+        return self.angle_noise == 0 and self.velocity_noise == 0 and self.angle_bias == 0
 
 
 def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
@@ -36,21 +77,36 @@ def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
 
 
 def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E2CConfig,
-                        seed: int, *, record: bool = False) -> dict[str, Any]:
+                        seed: int, *, record: bool = False,
+                        handicap: OracleHandicap | None = None) -> dict[str, Any]:
     """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal, and with
-    `record` its frames, actions and angles (for `goal_cost.goal_cost_along`)."""
+    `record` its frames, actions and angles (for `goal_cost.goal_cost_along`). With `handicap`,
+    the planner plans on a simulator with other actuators and from a state with errors in it."""
     import planners
     from worldmodel.control import goal_region_stats, goal_tolerance
     from worldmodel.sim_problem import SimulatorDynamics, oracle_state
 
-    with SimulatorDynamics(env) as dyn:  # closes its rollout thread pool at the end
+    handicap = handicap or OracleHandicap()
+    rng = np.random.default_rng(seed)  # the state errors' own stream; the planner's is `generator`
+    with SimulatorDynamics(env, actuator_gain=handicap.actuator_gain,
+                           gravity_gain=handicap.gravity_gain) as dyn:  # closes its thread pool at the end
+        angle = dyn.qpos_slice.start + env.task_spec.angle_qpos
+        velocity = dyn.qvel_slice.start + env.task_spec.angle_qpos
+
+        def observed() -> torch.Tensor:  # the state the planner is told [S]
+            state = oracle_state(env)
+            if not handicap.observes_exactly:
+                state[angle] += handicap.angle_bias + handicap.angle_noise * rng.standard_normal()
+                state[velocity] += handicap.velocity_noise * rng.standard_normal()
+            return state
+
         mpc = planners.MPC(planner, oracle_goal_problem(dyn, env, config),
                            execute=config.replan_every, generator=torch.Generator().manual_seed(seed),
                            feedback=config.feedback)
         obs, info = env.reset(sim_state=sim_state)
         angles, frames, actions = [float(info["angle"])], [obs], []
         for _ in range(config.steps):
-            action = mpc.act(oracle_state(env)).detach().float().numpy()
+            action = mpc.act(observed()).detach().float().numpy()
             obs, _, _, truncated, info = env.step(action)
             angles.append(float(info["angle"]))
             if record:

@@ -131,13 +131,10 @@ def r2_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
 
 
-def latent_r2_per_target(latents: np.ndarray, targets: np.ndarray, *, method: str = "linear",
-                         k: int = 5, test_fraction: float = 0.3, seed: int = 0,
-                         groups: Optional[np.ndarray] = None) -> np.ndarray:
-    """Held-out R² [K] of a read-out latents [N, D] -> targets [N, K] (see the module docstring).
-
-    Targets are used as given; call `state_targets` first to turn angles into (cos, sin).
-    """
+def _held_out_readout(latents: np.ndarray, targets: np.ndarray, *, method: str, k: int,
+                      test_fraction: float, seed: int, groups: Optional[np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out targets [M, K], the read-out's predictions of them [M, K])."""
     z, y = _as_2d(latents, "latents"), _as_2d(targets, "targets")
     if len(z) != len(y):
         raise ValueError(f"latents and targets must have the same N, got {len(z)} and {len(y)}")
@@ -149,10 +146,31 @@ def latent_r2_per_target(latents: np.ndarray, targets: np.ndarray, *, method: st
         raise ValueError(f"k must be a positive int, got {k!r}")
     train, test = split(len(z), test_fraction=test_fraction, seed=seed, groups=groups)
     if method == "linear":
-        pred = _fit_predict_linear(z[train], y[train], z[test])
-    else:
-        pred = _fit_predict_knn(z[train], y[train], z[test], k)
-    return r2_scores(y[test], pred)
+        return y[test], _fit_predict_linear(z[train], y[train], z[test])
+    return y[test], _fit_predict_knn(z[train], y[train], z[test], k)
+
+
+def latent_r2_per_target(latents: np.ndarray, targets: np.ndarray, *, method: str = "linear",
+                         k: int = 5, test_fraction: float = 0.3, seed: int = 0,
+                         groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """Held-out R² [K] of a read-out latents [N, D] -> targets [N, K] (see the module docstring).
+
+    Targets are used as given; call `state_targets` first to turn angles into (cos, sin).
+    """
+    y, pred = _held_out_readout(latents, targets, method=method, k=k, test_fraction=test_fraction,
+                                seed=seed, groups=groups)
+    return r2_scores(y, pred)
+
+
+def readout_rmse_per_target(latents: np.ndarray, targets: np.ndarray, *, method: str = "linear",
+                            k: int = 5, test_fraction: float = 0.3, seed: int = 0,
+                            groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """Held-out root-mean-square error [K] of the same read-out, in the targets' own units: how far
+    off the state is that a latent tells, where R² says only what share of the variance it holds
+    (a planner needs the former: an angle off by 0.05 rad drops a pole whatever the R²)."""
+    y, pred = _held_out_readout(latents, targets, method=method, k=k, test_fraction=test_fraction,
+                                seed=seed, groups=groups)
+    return np.sqrt(((y - pred) ** 2).mean(axis=0))
 
 
 def latent_r2(latents: np.ndarray, states: np.ndarray, *, method: str = "linear", k: int = 5,

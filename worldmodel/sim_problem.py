@@ -99,7 +99,12 @@ class SimulatorDynamics:
     """
 
     def __init__(self, env: Any, *, task: Optional[str] = None,
-                 action_repeat: Optional[int] = None, threads: Optional[int] = None) -> None:
+                 action_repeat: Optional[int] = None, threads: Optional[int] = None,
+                 actuator_gain: float = 1.0, gravity_gain: float = 1.0) -> None:
+        """`actuator_gain` and `gravity_gain` scale every actuator's gear and gravity in this copy
+        of the model only: a simulator that believes its motors, or the pull that topples the
+        pole, stronger (> 1) or weaker (< 1) than the env's, to measure what a learned model's
+        error in the action's effect or in the fall costs a planner."""
         from mujoco import rollout  # lazy: spawns nothing, but keeps `import` light
 
         physics = _physics(env)
@@ -113,6 +118,12 @@ class SimulatorDynamics:
         self.substeps = _substeps(env, physics)
         self.model = copy.copy(physics.model.ptr)  # own copy: survives env.close()
         m = self.model
+        for name, gain in (("actuator_gain", actuator_gain), ("gravity_gain", gravity_gain)):
+            if not (np.isfinite(gain) and gain > 0):
+                raise ValueError(f"{name} must be a finite number > 0 (1 = the env's own), got {gain!r}")
+        m.actuator_gear[:, 0] *= actuator_gain
+        m.opt.gravity[:] *= gravity_gain
+        self.actuator_gain, self.gravity_gain = float(actuator_gain), float(gravity_gain)
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         nq, nv, nu = task_rewards.dimensions(self.task)
         if (nq, nv, nu) != (m.nq, m.nv, m.nu):

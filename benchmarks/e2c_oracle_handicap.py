@@ -1,0 +1,275 @@
+"""How good must a learned model be for the E2C balance protocol? The oracle, handicapped.
+
+The protocol's oracle (iLQR MPC on the true simulator, `worldmodel.e2c_oracle`) holds dm_control's
+pendulum upright 100 % of the time. Here it is given, one at a time, the flaws a learned model and
+its filter have (`OracleHandicap`): actuators weaker or stronger than the real ones (a model's
+action effect at upright was measured at 0.16-0.99 of the real one), a gravity too strong or
+too weak (how fast the model lets the pole fall), Gaussian errors in the angle
+and velocity it plans from, and a constant angle offset. Each setting runs the protocol's start
+states (balance: angle ~ U[-0.05, 0.05] rad at rest, 250 steps, replan every 5) and reports % time
+in the goal region, beside the unhandicapped oracle in the same run.
+
+    python benchmarks/e2c_oracle_handicap.py                         # the default sweep, ~30 min, 1 thread
+    python benchmarks/e2c_oracle_handicap.py --set replan_every=1 --pairs 5 --tag replan1 \
+        --sweep actuator_gain=0.5,0.75,1.5 --sweep angle_bias=0.05     # another protocol, a few flaws
+    python benchmarks/e2c_oracle_handicap.py --runs runs/e2c_rgb_s0 runs/e2c_s0_2threads
+
+With --runs, each E2C run folder's model is also measured in the same units: random-action episodes
+from rest near upright are filtered, a linear (and a k-NN) read-out from latent to (angle,
+velocity) is fitted on some episodes, and its error on the others (frames inside the goal region)
+is the state error that model's planner works with (`geometry.readout_rmse_per_target`). And its
+fall: from rest near upright under zero action, how far the model predicts the pole to fall in 1-4
+steps against how far it falls (`model_fall`; 1 = right, the oracle's `gravity_gain` in kind).
+Sweeps add rows to the file (a flaw and value run again replaces its row); a --no-sweep run
+replaces its models.
+
+Writes benchmarks/results/e2c_oracle_handicap[_TAG].json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+# One flaw at a time, the rest as the oracle has them.
+DEFAULT_SWEEP: dict[str, list[float]] = {
+    "actuator_gain": [0.25, 0.5, 0.75, 1.5, 2.0],
+    "gravity_gain": [0.5, 0.75, 1.25, 1.5],
+    "angle_noise": [0.01, 0.02, 0.05, 0.1],
+    "velocity_noise": [0.1, 0.3, 1.0],
+    "angle_bias": [0.02, 0.05, 0.1],
+}
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def handicapped_protocol(config: Any, handicap: Any, pairs: int) -> dict[str, Any]:
+    """The oracle's goal time (% per pair, mean, standard error) under `handicap`."""
+    from worldmodel.e2c import make_env, make_planner, start_states
+    from worldmodel.e2c_oracle import oracle_goal_episode
+
+    env = make_env(config)
+    planner = make_planner(config)
+    try:
+        episodes = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, handicap=handicap)
+                    for i, s in enumerate(start_states(env, config)[:pairs])]
+    finally:
+        env.close()
+    times = [100 * e["goal_time"] for e in episodes]
+    stays = [100 * e["longest_stay"] for e in episodes]
+    return {"goal_time_percent_mean": float(np.mean(times)),
+            "goal_time_percent_stderr": float(np.std(times, ddof=1) / math.sqrt(len(times))) if len(times) > 1 else 0.0,
+            "goal_time_percent": times, "longest_stay_percent_mean": float(np.mean(stays))}
+
+
+def model_state_error(run: Path, episodes: int, steps: int, seed: int) -> dict[str, Any]:
+    """A run's filtered latents near upright against the true (angle, velocity): held-out RMSE of a
+    linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region."""
+    import torch
+
+    from worldmodel.checkpoint import load_model
+    from worldmodel.collect import top_up
+    from worldmodel.control import goal_tolerance
+    from worldmodel.e2c import stored_run
+    from worldmodel.geometry import readout_rmse_per_target
+    from worldmodel.goal_cost import filtered_latents
+
+    torch.set_num_threads(1)
+    config, result = stored_run(run)
+    model, _, _ = load_model(run / "run")
+    tolerance = goal_tolerance(config.task)
+    # kept in the run folder: a re-run measures the same episodes
+    data = top_up(config.task, episodes, run / "upright_probe", seed=seed, image_size=config.image_size,
+                  action_repeat=config.action_repeat, episode_steps=steps, progress=False,
+                  start_angles=(-tolerance, tolerance))
+    latents, targets, groups = [], [], []
+    for i, ep in enumerate(data.episodes):
+        z = filtered_latents(model, list(ep.images), ep.actions).numpy()
+        angle = np.remainder(ep.states[:, 0] + math.pi, 2 * math.pi) - math.pi
+        keep = np.abs(angle) < tolerance
+        keep[:2] = False  # the filter's first frames: no velocity seen yet
+        latents.append(z[keep])
+        targets.append(np.stack([angle, ep.states[:, 1]], axis=1)[keep])
+        groups.append(np.full(int(keep.sum()), i))
+    z, y, g = np.concatenate(latents), np.concatenate(targets), np.concatenate(groups)
+    out: dict[str, Any] = {"run": str(run), "frames": int(len(z)), "episodes": episodes,
+                           "balance_percent": result.get("goal_time_percent_mean"),
+                           "latent_r2": result.get("latent_r2")}
+    for method in ("linear", "knn"):
+        rmse = readout_rmse_per_target(z, y, method=method, groups=g, seed=seed)
+        out[method] = {"angle_rmse": float(rmse[0]), "velocity_rmse": float(rmse[1])}
+    out["true_spread"] = {"angle_std": float(y[:, 0].std()), "velocity_std": float(y[:, 1].std())}
+    out["fall"] = model_fall(model, config, z, y)
+    return out
+
+
+# Zero-action falls from rest, measured after the filter has seen FALL_SEEN frames of each.
+FALL_ANGLES = (-0.2, -0.1, -0.05, 0.05, 0.1, 0.2)
+FALL_SEEN, FALL_STEPS = 2, 4
+
+
+def model_fall(model: Any, config: Any, latents: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """How fast the model lets the pole fall from near upright, against the real fall: from rest at
+    each of FALL_ANGLES with zero action, the filter sees the first FALL_SEEN real frames, then the
+    model predicts k = 1..FALL_STEPS steps open loop; a linear read-out (fitted on `latents` ->
+    `targets`' angle) turns each prediction into an angle. Reported per k: the mean over starts of
+    (predicted change of angle) / (real change): 1 is a model that falls as the pole does, < 1 one
+    that thinks the pole topples slower (the `gravity_gain` the oracle was handicapped with)."""
+    import torch
+
+    from envs.rollout import pose_state
+    from worldmodel.e2c import make_env
+    from worldmodel.goal_cost import filtered_latents
+    from worldmodel.model import GoalObjective
+
+    ones = np.concatenate([latents, np.ones((len(latents), 1))], axis=1)
+    w, *_ = np.linalg.lstsq(ones, targets[:, 0], rcond=None)  # latent -> angle [S + 1]
+    read = lambda z: float(np.dot(np.append(z, 1.0), w))  # noqa: E731
+    env = make_env(config)
+    step = model.planning_problem(None, GoalObjective(goal=torch.zeros(model.state_size)), 1).step
+    zero = np.zeros(env.action_dim, np.float32)
+    ratios = np.zeros((len(FALL_ANGLES), FALL_STEPS))
+    try:
+        for i, angle in enumerate(FALL_ANGLES):
+            obs, info = env.reset(sim_state=pose_state(env, angle))
+            frames, angles = [obs], [float(info["angle"])]
+            for _ in range(FALL_SEEN - 1 + FALL_STEPS):
+                obs, _, _, _, info = env.step(zero)
+                frames.append(obs)
+                angles.append(float(info["angle"]))
+            seen = FALL_SEEN
+            with torch.no_grad():
+                z = filtered_latents(model, frames[:seen], np.zeros((seen - 1, env.action_dim)))[-1:]
+                start = read(z[0].numpy())
+                for k in range(FALL_STEPS):
+                    z = step(z, torch.zeros(1, env.action_dim))
+                    real = angles[seen - 1 + k + 1] - angles[seen - 1]
+                    ratios[i, k] = (read(z[0].numpy()) - start) / real
+    finally:
+        env.close()
+    return {"angles": list(FALL_ANGLES), "frames_seen": FALL_SEEN,
+            "ratio_by_k": ratios.mean(axis=0).tolist(), "ratio": ratios.tolist()}
+
+
+def merged_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep's rows: the new ones, and the old ones for flaws and values not run again."""
+    fresh = {(r["flaw"], r["value"]) for r in new}
+    return [r for r in old if (r["flaw"], r["value"]) not in fresh] + new
+
+
+def _listed(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="pendulum-swingup")
+    p.add_argument("--start", default="balance", choices=("balance", "swingup"))
+    p.add_argument("--pairs", type=int, default=10)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an E2CConfig setting of the protocol, e.g. replan_every=1")
+    p.add_argument("--sweep", action="append", default=[], metavar="FLAW=V1,V2",
+                   help=f"flaws and values to try in place of the default sweep ({', '.join(DEFAULT_SWEEP)})")
+    p.add_argument("--runs", type=Path, nargs="*", default=[], help="E2C run folders to measure")
+    p.add_argument("--probe-episodes", type=int, default=40)
+    p.add_argument("--no-sweep", action="store_true", help="only measure the --runs")
+    p.add_argument("--tag", default=None)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from worldmodel.e2c import E2CConfig
+    from worldmodel.e2c_oracle import OracleHandicap
+    from worldmodel.provenance import machine, versions
+
+    torch.set_num_threads(1)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set takes KEY=VALUE, got {item!r}")
+        overrides[key] = parse_value(value)
+    config = E2CConfig.for_task(args.task, start=args.start, **overrides)
+    for run in args.runs:
+        if not (run / "run").is_dir():
+            p.error(f"{run} is not an E2C run folder (no run/ inside); give the --out of `worldmodel e2c`")
+
+    sweep = DEFAULT_SWEEP
+    if args.sweep:
+        sweep = {}
+        for item in args.sweep:
+            name, sep, values = item.partition("=")
+            if not sep or name not in DEFAULT_SWEEP:
+                p.error(f"--sweep takes FLAW=V1,V2 with FLAW one of {', '.join(DEFAULT_SWEEP)}, got {item!r}")
+            try:
+                sweep[name] = [float(v) for v in values.split(",")]
+            except ValueError:
+                p.error(f"--sweep {name}: values must be numbers separated by commas, got {values!r}")
+    rows = []
+    settings = [] if args.no_sweep else [("none", None)] + [
+        (name, value) for name, values in sweep.items() for value in values]
+    for name, value in settings:
+        handicap = OracleHandicap() if name == "none" else OracleHandicap(**{name: value})
+        t0 = time.time()
+        row = {"flaw": name, "value": value, "handicap": asdict(handicap),
+               **handicapped_protocol(config, handicap, args.pairs), "seconds": time.time() - t0}
+        rows.append(row)
+        print(f"{name:>15} {'' if value is None else value:>6}  {row['goal_time_percent_mean']:6.1f} ± "
+              f"{row['goal_time_percent_stderr']:4.1f} %  (longest stay {row['longest_stay_percent_mean']:5.1f} %, "
+              f"{row['seconds']:.0f} s)", flush=True)
+
+    models = []
+    for run in args.runs:
+        m = model_state_error(run, args.probe_episodes, 16, seed=0)
+        models.append(m)
+        print(f"{str(run):>40}  balance {m['balance_percent']:5.1f} %  angle RMSE linear "
+              f"{m['linear']['angle_rmse']:.3f} / k-NN {m['knn']['angle_rmse']:.3f} rad, velocity "
+              f"{m['linear']['velocity_rmse']:.2f} / {m['knn']['velocity_rmse']:.2f} rad/s "
+              f"({m['frames']} frames); fall after {FALL_STEPS} steps {m['fall']['ratio_by_k'][-1]:.2f} × the real "
+              f"one ({min(r[-1] for r in m['fall']['ratio']):.2f} to {max(r[-1] for r in m['fall']['ratio']):.2f} by start)",
+              flush=True)
+
+    command = "python benchmarks/e2c_oracle_handicap.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    stem = "e2c_oracle_handicap" + (f"_{args.tag}" if args.tag else "")
+    out = args.out / f"{stem}.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    settings_now = {k: getattr(config, k) for k in ("horizon", "replan_every", "steps", "action_weight",
+                                                    "oracle_velocity_weight", "planner", "planner_overrides")}
+    if rows and previous.get("sweep") and previous.get("settings") != settings_now:
+        p.error(f"{out} holds a sweep under other protocol settings ({previous.get('settings')}); "
+                f"give this one its own --tag")
+    result = {
+        "task": args.task, "start": args.start, "pairs": args.pairs,
+        "settings": settings_now if rows else previous.get("settings", settings_now),  # the sweep's protocol
+        "sweep": merged_rows(previous.get("sweep", []), rows),
+        "models": models or previous.get("models", []),
+        # the commands that made each part: sweeps add rows to a file, a --no-sweep run replaces its models
+        "commands": {"sweep": _listed(previous.get("commands", {}).get("sweep")) + ([command] if rows else []),
+                     "models": command if models else previous.get("commands", {}).get("models")},
+        "versions": versions(), "machine": machine(),
+    }
+    from worldmodel.atomic import atomic_write_json
+
+    atomic_write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
