@@ -20,6 +20,9 @@ velocity) is fitted on some episodes, and its error on the others (frames inside
 is the state error that model's planner works with (`geometry.readout_rmse_per_target`). And its
 fall: from rest near upright under zero action, how far the model predicts the pole to fall in 1-4
 steps against how far it falls (`model_fall`; 1 = right, the oracle's `gravity_gain` in kind).
+With --closed-loop PAIRS, the same read-outs are applied along the model's own balance episodes
+(the protocol, with --set's overrides): the state errors its planner met in closed loop.
+--together FLAW=V ... adds one row with all those flaws at once.
 Sweeps add rows to the file (a flaw and value run again replaces its row); a --no-sweep run
 replaces its models.
 
@@ -77,9 +80,12 @@ def handicapped_protocol(config: Any, handicap: Any, pairs: int) -> dict[str, An
             "goal_time_percent": times, "longest_stay_percent_mean": float(np.mean(stays))}
 
 
-def model_state_error(run: Path, episodes: int, steps: int, seed: int) -> dict[str, Any]:
+def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_loop: int = 0,
+                      protocol: dict[str, Any] | None = None) -> dict[str, Any]:
     """A run's filtered latents near upright against the true (angle, velocity): held-out RMSE of a
-    linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region."""
+    linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region; and with
+    `closed_loop` pairs, the same read-outs along the model's own MPC episodes (`protocol`: E2CConfig
+    overrides such as replan_every)."""
     import torch
 
     from worldmodel.checkpoint import load_model
@@ -115,6 +121,45 @@ def model_state_error(run: Path, episodes: int, steps: int, seed: int) -> dict[s
         out[method] = {"angle_rmse": float(rmse[0]), "velocity_rmse": float(rmse[1])}
     out["true_spread"] = {"angle_std": float(y[:, 0].std()), "velocity_std": float(y[:, 1].std())}
     out["fall"] = model_fall(model, config, z, y)
+    if closed_loop:
+        out["closed_loop"] = closed_loop_error(run, model, z, y, closed_loop, protocol or {})
+    return out
+
+
+def closed_loop_error(run: Path, model: Any, latents: np.ndarray, targets: np.ndarray, pairs: int,
+                      protocol: dict[str, Any]) -> dict[str, Any]:
+    """The model's balance episodes (the protocol with `protocol`'s overrides, `pairs` start states),
+    each step's filtered latent read through read-outs fitted on (latents, targets): RMSE and mean
+    error (bias) of the angle and velocity the planner worked with, over the steps inside the goal
+    region after the first two, against the random-action data's."""
+    from worldmodel.control import goal_tolerance
+    from worldmodel.e2c import goal_episode, make_env, make_planner, protocol_goal, start_states, stored_run
+    from worldmodel.geometry import readout_predict
+
+    config, _ = stored_run(run, start="balance", pairs=pairs, **protocol)
+    env = make_env(config)
+    try:
+        goal, _ = protocol_goal(model, env, config)
+        episodes = [goal_episode(model, env, make_planner(config), goal, s, config, seed=config.seed + i, record=True)
+                    for i, s in enumerate(start_states(env, config))]
+    finally:
+        env.close()
+    tolerance = goal_tolerance(config.task)
+    out: dict[str, Any] = {"protocol": protocol, "pairs": pairs,
+                           "goal_time_percent": [100 * e["goal_time"] for e in episodes]}
+    for method in ("linear", "knn"):
+        errors = []
+        for e in episodes:
+            truth = np.stack([e["angles"], e["states"][:, 1]], axis=1)
+            keep = np.abs(truth[:, 0]) < tolerance
+            keep[:2] = False
+            read = readout_predict(latents, targets, e["latents"][keep], method=method)
+            errors.append(read - truth[keep])
+        err = np.concatenate(errors)
+        out[method] = {"angle_rmse": float(np.sqrt((err[:, 0] ** 2).mean())),
+                       "velocity_rmse": float(np.sqrt((err[:, 1] ** 2).mean())),
+                       "angle_mean_error": float(err[:, 0].mean()),
+                       "velocity_mean_error": float(err[:, 1].mean()), "steps": int(len(err))}
     return out
 
 
@@ -185,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="an E2CConfig setting of the protocol, e.g. replan_every=1")
     p.add_argument("--sweep", action="append", default=[], metavar="FLAW=V1,V2",
                    help=f"flaws and values to try in place of the default sweep ({', '.join(DEFAULT_SWEEP)})")
+    p.add_argument("--together", action="append", default=[], metavar="FLAW=V",
+                   help="one more row with all these flaws at once (repeat for each flaw)")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="E2C run folders to measure")
     p.add_argument("--probe-episodes", type=int, default=40)
+    p.add_argument("--closed-loop", type=int, default=0, metavar="PAIRS",
+                   help="also read each run's latents along PAIRS of its own balance episodes (the --set protocol)")
     p.add_argument("--no-sweep", action="store_true", help="only measure the --runs")
     p.add_argument("--tag", default=None)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -221,11 +270,25 @@ def main(argv: list[str] | None = None) -> int:
                 sweep[name] = [float(v) for v in values.split(",")]
             except ValueError:
                 p.error(f"--sweep {name}: values must be numbers separated by commas, got {values!r}")
+    together = {}
+    for item in args.together:
+        name, sep, value = item.partition("=")
+        if not sep or name not in DEFAULT_SWEEP:
+            p.error(f"--together takes FLAW=V with FLAW one of {', '.join(DEFAULT_SWEEP)}, got {item!r}")
+        try:
+            together[name] = float(value)
+        except ValueError:
+            p.error(f"--together {name}: the value must be a number, got {value!r}")
+    if together and not args.sweep:
+        sweep = {}  # the combined row (and the plain oracle) only
     rows = []
     settings = [] if args.no_sweep else [("none", None)] + [
         (name, value) for name, values in sweep.items() for value in values]
+    if together:
+        settings.append(("together", ",".join(f"{k}={v}" for k, v in together.items())))
     for name, value in settings:
-        handicap = OracleHandicap() if name == "none" else OracleHandicap(**{name: value})
+        handicap = (OracleHandicap() if name == "none" else OracleHandicap(**together) if name == "together"
+                    else OracleHandicap(**{name: value}))
         t0 = time.time()
         row = {"flaw": name, "value": value, "handicap": asdict(handicap),
                **handicapped_protocol(config, handicap, args.pairs), "seconds": time.time() - t0}
@@ -236,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     models = []
     for run in args.runs:
-        m = model_state_error(run, args.probe_episodes, 16, seed=0)
+        m = model_state_error(run, args.probe_episodes, 16, seed=0, closed_loop=args.closed_loop,
+                              protocol=overrides)
         models.append(m)
         print(f"{str(run):>40}  balance {m['balance_percent']:5.1f} %  angle RMSE linear "
               f"{m['linear']['angle_rmse']:.3f} / k-NN {m['knn']['angle_rmse']:.3f} rad, velocity "
@@ -244,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
               f"({m['frames']} frames); fall after {FALL_STEPS} steps {m['fall']['ratio_by_k'][-1]:.2f} × the real "
               f"one ({min(r[-1] for r in m['fall']['ratio']):.2f} to {max(r[-1] for r in m['fall']['ratio']):.2f} by start)",
               flush=True)
+        if "closed_loop" in m:
+            c = m["closed_loop"]
+            print(f"{'':>40}  closed loop ({c['pairs']} pairs, {np.mean(c['goal_time_percent']):.1f} %): angle RMSE "
+                  f"{c['linear']['angle_rmse']:.3f} / {c['knn']['angle_rmse']:.3f} rad (mean error "
+                  f"{c['linear']['angle_mean_error']:+.3f}), velocity {c['linear']['velocity_rmse']:.2f} / "
+                  f"{c['knn']['velocity_rmse']:.2f} rad/s ({c['linear']['steps']} steps)", flush=True)
 
     command = "python benchmarks/e2c_oracle_handicap.py " + " ".join(sys.argv[1:] if argv is None else argv)
     stem = "e2c_oracle_handicap" + (f"_{args.tag}" if args.tag else "")

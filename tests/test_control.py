@@ -108,6 +108,32 @@ def test_goal_image_of_the_wrong_size_is_rejected():
     assert goal.shape == (model.state_size,)
 
 
+def test_recorded_goal_episode_keeps_the_true_states_and_the_latents_it_planned_from():
+    """`goal_episode(record=True)`: one true state and one filtered latent per step, the first of
+    them the filter of the first frame, the angles those of the states (for the closed-loop
+    read-out errors of benchmarks/e2c_oracle_handicap.py)."""
+    import planners
+    from worldmodel.control import image_to_tensor
+    from worldmodel.e2c import E2CConfig, goal_episode, start_states
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig.small(transition="locally_linear", obs_shape=(3, 32, 32), action_dim=1)).eval()
+    env = envs.make("pendulum-swingup", image_size=32)
+    config = E2CConfig(start="balance", steps=4, pairs=1, horizon=3, replan_every=2)
+    start = start_states(env, config)[0]
+    goal = torch.zeros(model.state_size)
+    out = goal_episode(model, env, planners.make("ilqr", iterations=2), goal, start, config, seed=0, record=True)
+    assert out["states"].shape == (5, 2) and out["latents"].shape == (5, model.state_size)
+    np.testing.assert_allclose(out["angles"], np.remainder(out["states"][:, 0] + np.pi, 2 * np.pi) - np.pi,
+                               atol=1e-9)
+    obs, _ = env.reset(sim_state=start)
+    with torch.no_grad():
+        first = model.to_vector(model.filter_step(None, None, image_to_tensor(obs)))[0]
+    np.testing.assert_allclose(out["latents"][0], first.numpy(), rtol=1e-5, atol=1e-6)
+    assert "latents" not in goal_episode(model, env, planners.make("ilqr", iterations=2), goal, start, config, seed=0)
+    env.close()
+
+
 def test_pose_state_puts_the_pole_where_asked():
     env = envs.make("pendulum-swingup", image_size=16)
     try:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.geometry import (latent_r2, latent_r2_per_target, r2_scores, readout_rmse_per_target,
-                                 split, state_targets, target_names)
+from worldmodel.geometry import (latent_r2, latent_r2_per_target, r2_scores, readout_predict,
+                                 readout_rmse_per_target, split, state_targets, target_names)
 
 
 def _pendulum_states(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -33,6 +33,12 @@ def test_readout_rmse_is_the_noise_a_latent_leaves_in_each_target() -> None:
     np.testing.assert_allclose(rmse, sigma, rtol=0.08)
     exact = readout_rmse_per_target(latents, latents @ np.ones((6, 1)))
     assert exact[0] < 1e-9
+    # fitted on one set, read on another: the linear map itself comes back
+    fresh = rng.normal(size=(50, 6))
+    mapped = readout_predict(latents, latents @ np.arange(6.0)[:, None], fresh)
+    np.testing.assert_allclose(mapped[:, 0], fresh @ np.arange(6.0), atol=1e-8)
+    with pytest.raises(ValueError, match="fitted on 6"):
+        readout_predict(latents, targets, fresh[:, :3])
     # a latent that holds nothing of the target: the error is the target's own spread
     noise = readout_rmse_per_target(rng.normal(size=(4000, 6)), targets[:, :1], method="knn")
     assert noise[0] == pytest.approx(targets[:, 0].std(), rel=0.15)

@@ -264,7 +264,8 @@ def start_states(env: Any, config: E2CConfig) -> list[np.ndarray]:
 def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_state: np.ndarray,
                  config: E2CConfig, seed: int, *, record: bool = False) -> dict[str, Any]:
     """One iLQR-MPC episode towards `goal` from `sim_state`: % time in goal, the smallest |angle|
-    reached (how high a failed swing-up got), and with `record` every step's angle."""
+    reached (how high a failed swing-up got), and with `record` every step's angle, true state
+    (qpos, qvel) [T+1, S'] and the filtered latent the planner started from [T+1, S]."""
     import planners
     from worldmodel.control import goal_region_stats, goal_tolerance, image_to_tensor
     from worldmodel.model import GoalObjective
@@ -280,6 +281,7 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         state = model.filter_step(None, None, image_to_tensor(obs))
     tol = goal_tolerance(env.name)
     angles, plan_s = [float(info["angle"])], 0.0
+    states, latents = [info["state"]], [model.to_vector(state)[0].detach()]
     plans, infinite, last = 0, 0, None
     for _ in range(config.steps):
         t0 = time.perf_counter()
@@ -293,6 +295,9 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         angles.append(float(info["angle"]))
         with torch.no_grad():
             state = model.filter_step(state, torch.as_tensor(a).unsqueeze(0), image_to_tensor(obs))
+        if record:
+            states.append(info["state"])
+            latents.append(model.to_vector(state)[0].detach())
         if truncated:
             break
     a = np.abs(np.asarray(angles[1:]))
@@ -301,7 +306,8 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
            # plans whose every imagined rollout diverged (the learned dynamics blew up)
            "plans": plans, "plans_with_infinite_cost": infinite}
     if record:
-        out["angles"] = np.asarray(angles)
+        out.update(angles=np.asarray(angles), states=np.asarray(states),
+                   latents=torch.stack(latents).float().numpy())
     return out
 
 

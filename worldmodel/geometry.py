@@ -131,6 +131,27 @@ def r2_scores(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), np.nan)
 
 
+def _check_readout(method: str, k: int) -> None:
+    if method not in ("linear", "knn"):
+        raise ValueError(f"method must be 'linear' or 'knn', got {method!r}")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+
+
+def readout_predict(train_latents: np.ndarray, train_targets: np.ndarray, latents: np.ndarray, *,
+                    method: str = "linear", k: int = 5) -> np.ndarray:
+    """A read-out fitted on (train_latents [N, D], train_targets [N, K]), applied to latents [M, D]:
+    [M, K]. For reading latents met elsewhere (a closed-loop episode) with a map fitted on data."""
+    z, y = _as_2d(train_latents, "train_latents"), _as_2d(train_targets, "train_targets")
+    if len(z) != len(y) or len(z) < 2:
+        raise ValueError(f"need as many train_latents as train_targets, at least 2, got {len(z)} and {len(y)}")
+    _check_readout(method, k)
+    query = _as_2d(latents, "latents")
+    if query.shape[1] != z.shape[1]:
+        raise ValueError(f"latents have {query.shape[1]} dimensions, the read-out was fitted on {z.shape[1]}")
+    return _fit_predict_linear(z, y, query) if method == "linear" else _fit_predict_knn(z, y, query, k)
+
+
 def _held_out_readout(latents: np.ndarray, targets: np.ndarray, *, method: str, k: int,
                       test_fraction: float, seed: int, groups: Optional[np.ndarray]
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -140,10 +161,7 @@ def _held_out_readout(latents: np.ndarray, targets: np.ndarray, *, method: str, 
         raise ValueError(f"latents and targets must have the same N, got {len(z)} and {len(y)}")
     if len(z) < 4:
         raise ValueError(f"need at least 4 samples to fit and hold out, got {len(z)}")
-    if method not in ("linear", "knn"):
-        raise ValueError(f"method must be 'linear' or 'knn', got {method!r}")
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    _check_readout(method, k)
     train, test = split(len(z), test_fraction=test_fraction, seed=seed, groups=groups)
     if method == "linear":
         return y[test], _fit_predict_linear(z[train], y[train], z[test])
