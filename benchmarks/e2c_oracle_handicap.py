@@ -61,15 +61,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def handicapped_protocol(config: Any, handicap: Any, pairs: int) -> dict[str, Any]:
-    """The oracle's goal time (% per pair, mean, standard error) under `handicap`."""
+def handicapped_protocol(config: Any, handicap: Any, pairs: int, estimate_for: Any = None) -> dict[str, Any]:
+    """The oracle's goal time (% per pair, mean, standard error) under `handicap`; with
+    `estimate_for(env)`, planning from that learned perception's angle and velocity."""
     from worldmodel.e2c import make_env, make_planner, start_states
     from worldmodel.e2c_oracle import oracle_goal_episode
 
     env = make_env(config)
     planner = make_planner(config)
     try:
-        episodes = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, handicap=handicap)
+        episodes = [oracle_goal_episode(env, planner, s, config, seed=config.seed + i, handicap=handicap,
+                                        estimate=estimate_for(env) if estimate_for else None)
                     for i, s in enumerate(start_states(env, config)[:pairs])]
     finally:
         env.close()
@@ -81,7 +83,7 @@ def handicapped_protocol(config: Any, handicap: Any, pairs: int) -> dict[str, An
 
 
 def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_loop: int = 0,
-                      protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+                      protocol: dict[str, Any] | None = None, perception_only: bool = False) -> dict[str, Any]:
     """A run's filtered latents near upright against the true (angle, velocity): held-out RMSE of a
     linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region; and with
     `closed_loop` pairs, the same read-outs along the model's own MPC episodes (`protocol`: E2CConfig
@@ -113,6 +115,8 @@ def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_lo
         targets.append(np.stack([angle, ep.states[:, 1]], axis=1)[keep])
         groups.append(np.full(int(keep.sum()), i))
     z, y, g = np.concatenate(latents), np.concatenate(targets), np.concatenate(groups)
+    if perception_only:
+        return {"model": model, "latents": z, "targets": y}
     out: dict[str, Any] = {"run": str(run), "frames": int(len(z)), "episodes": episodes,
                            "balance_percent": result.get("goal_time_percent_mean"),
                            "latent_r2": result.get("latent_r2")}
@@ -166,6 +170,31 @@ def closed_loop_error(run: Path, model: Any, latents: np.ndarray, targets: np.nd
 # Zero-action falls from rest, measured after the filter has seen FALL_SEEN frames of each.
 FALL_ANGLES = (-0.2, -0.1, -0.05, 0.05, 0.1, 0.2)
 FALL_SEEN, FALL_STEPS = 2, 4
+
+
+class LatentReadout:
+    """A run's filter, read out by a linear map to (angle, velocity): the oracle's learned perception
+    (`e2c_oracle.StateEstimate`). Fitted on the run's upright-probe frames (`model_state_error`)."""
+
+    def __init__(self, model: Any, latents: np.ndarray, targets: np.ndarray) -> None:
+        ones = np.concatenate([latents, np.ones((len(latents), 1))], axis=1)
+        self.weights, *_ = np.linalg.lstsq(ones, targets, rcond=None)  # [S + 1, 2]
+        self.model, self.state = model, None
+
+    def __call__(self, obs: np.ndarray, action: np.ndarray | None) -> tuple[float, float]:
+        import torch
+
+        from worldmodel.control import image_to_tensor
+
+        with torch.no_grad():
+            if action is None:
+                self.state = self.model.filter_step(None, None, image_to_tensor(obs))
+            else:
+                a = torch.as_tensor(np.asarray(action, np.float32)).unsqueeze(0)
+                self.state = self.model.filter_step(self.state, a, image_to_tensor(obs))
+            z = self.model.to_vector(self.state)[0].float().numpy()
+        angle, velocity = np.append(z, 1.0) @ self.weights
+        return float(angle), float(velocity)
 
 
 def model_fall(model: Any, config: Any, latents: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -232,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"flaws and values to try in place of the default sweep ({', '.join(DEFAULT_SWEEP)})")
     p.add_argument("--together", action="append", default=[], metavar="FLAW=V",
                    help="one more row with all these flaws at once (repeat for each flaw)")
+    p.add_argument("--perception", type=Path, nargs="*", default=[], metavar="RUN",
+                   help="one more row per run: the oracle planning from that run's filter, read out (angle, velocity)")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="E2C run folders to measure")
     p.add_argument("--probe-episodes", type=int, default=40)
     p.add_argument("--closed-loop", type=int, default=0, metavar="PAIRS",
@@ -255,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--set takes KEY=VALUE, got {item!r}")
         overrides[key] = parse_value(value)
     config = E2CConfig.for_task(args.task, start=args.start, **overrides)
-    for run in args.runs:
+    for run in [*args.runs, *args.perception]:
         if not (run / "run").is_dir():
             p.error(f"{run} is not an E2C run folder (no run/ inside); give the --out of `worldmodel e2c`")
 
@@ -279,19 +310,24 @@ def main(argv: list[str] | None = None) -> int:
             together[name] = float(value)
         except ValueError:
             p.error(f"--together {name}: the value must be a number, got {value!r}")
-    if together and not args.sweep:
-        sweep = {}  # the combined row (and the plain oracle) only
+    if (together or args.perception) and not args.sweep:
+        sweep = {}  # the combined or perception rows (and the plain oracle) only
     rows = []
     settings = [] if args.no_sweep else [("none", None)] + [
         (name, value) for name, values in sweep.items() for value in values]
     if together:
         settings.append(("together", ",".join(f"{k}={v}" for k, v in together.items())))
+    settings += [("perception", str(run)) for run in args.perception]
     for name, value in settings:
-        handicap = (OracleHandicap() if name == "none" else OracleHandicap(**together) if name == "together"
-                    else OracleHandicap(**{name: value}))
+        handicap = (OracleHandicap(**together) if name == "together" else OracleHandicap(**{name: value})
+                    if name in DEFAULT_SWEEP else OracleHandicap())
+        estimate_for = None
+        if name == "perception":
+            fitted = model_state_error(Path(value), args.probe_episodes, 16, seed=0, perception_only=True)
+            estimate_for = lambda env, f=fitted: LatentReadout(f["model"], f["latents"], f["targets"])  # noqa: E731
         t0 = time.time()
         row = {"flaw": name, "value": value, "handicap": asdict(handicap),
-               **handicapped_protocol(config, handicap, args.pairs), "seconds": time.time() - t0}
+               **handicapped_protocol(config, handicap, args.pairs, estimate_for), "seconds": time.time() - t0}
         rows.append(row)
         print(f"{name:>15} {'' if value is None else value:>6}  {row['goal_time_percent_mean']:6.1f} ± "
               f"{row['goal_time_percent_stderr']:4.1f} %  (longest stay {row['longest_stay_percent_mean']:5.1f} %, "

@@ -249,6 +249,16 @@ def test_handicapped_oracle_holds_the_pole_where_it_believes_upright_to_be():
                     for _ in range(2))
     np.testing.assert_array_equal(first["angles"], again["angles"])
     assert not np.array_equal(first["angles"], plain["angles"])
+    # a perception that tells the truth is the plain oracle; one that adds b to the angle, the bias b
+    def truth(obs, action, bias=0.0):
+        return float(env.state[0]) + bias, float(env.state[1])
+
+    told = oracle_goal_episode(env, planner, start, config, seed=0, record=True, estimate=truth)
+    np.testing.assert_array_equal(told["angles"], plain["angles"])
+    assert told["estimates"].shape == (len(told["angles"]), 2)
+    biased = oracle_goal_episode(env, planner, start, config, seed=0, record=True,
+                                 estimate=lambda obs, action: truth(obs, action, 0.05))
+    np.testing.assert_allclose(biased["angles"], offset["angles"], atol=1e-9)
     env.close()
     for bad, match in (({"actuator_gain": 0.0}, "actuator_gain must be > 0"),
                        ({"gravity_gain": -1.0}, "gravity_gain must be > 0"),

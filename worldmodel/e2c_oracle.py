@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -53,6 +53,11 @@ class OracleHandicap:
         return self.angle_noise == 0 and self.velocity_noise == 0 and self.angle_bias == 0
 
 
+# A learned perception for the oracle: called with each new frame (uint8 [H, W, 3]) and the action
+# that led to it (None for an episode's first frame), it returns its (angle, velocity) estimate.
+StateEstimate = Callable[[np.ndarray, Optional[np.ndarray]], tuple[float, float]]
+
+
 def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
     """The true simulator (`dyn`, a SimulatorDynamics of `env`) as a planning problem with a
     quadratic cost on the true pole angle (0 = upright) and velocity: what iLQR reaches when the
@@ -78,10 +83,13 @@ def oracle_goal_problem(dyn: Any, env: Any, config: E2CConfig) -> Any:
 
 def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E2CConfig,
                         seed: int, *, record: bool = False,
-                        handicap: OracleHandicap | None = None) -> dict[str, Any]:
+                        handicap: OracleHandicap | None = None,
+                        estimate: StateEstimate | None = None) -> dict[str, Any]:
     """One iLQR-MPC episode on the true simulator from `sim_state`: % time in goal, and with
     `record` its frames, actions and angles (for `goal_cost.goal_cost_along`). With `handicap`,
-    the planner plans on a simulator with other actuators and from a state with errors in it."""
+    the planner plans on a simulator with other actuators and from a state with errors in it.
+    With `estimate`, the pole's angle and velocity it plans from are `estimate`'s, from the frames
+    (a learned filter read out: the true dynamics with a learned perception)."""
     import planners
     from worldmodel.control import goal_region_stats, goal_tolerance
     from worldmodel.sim_problem import SimulatorDynamics, oracle_state
@@ -93,8 +101,12 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
         angle = dyn.qpos_slice.start + env.task_spec.angle_qpos
         velocity = dyn.qvel_slice.start + env.task_spec.angle_qpos
 
+        seen: list[tuple[float, float]] = []  # estimate's latest (angle, velocity)
+
         def observed() -> torch.Tensor:  # the state the planner is told [S]
             state = oracle_state(env)
+            if estimate is not None:
+                state[angle], state[velocity] = seen[-1]
             if not handicap.observes_exactly:
                 state[angle] += handicap.angle_bias + handicap.angle_noise * rng.standard_normal()
                 state[velocity] += handicap.velocity_noise * rng.standard_normal()
@@ -104,10 +116,14 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
                            execute=config.replan_every, generator=torch.Generator().manual_seed(seed),
                            feedback=config.feedback)
         obs, info = env.reset(sim_state=sim_state)
+        if estimate is not None:
+            seen.append(estimate(obs, None))
         angles, frames, actions = [float(info["angle"])], [obs], []
         for _ in range(config.steps):
             action = mpc.act(observed()).detach().float().numpy()
             obs, _, _, truncated, info = env.step(action)
+            if estimate is not None:
+                seen.append(estimate(obs, action))
             angles.append(float(info["angle"]))
             if record:
                 frames.append(obs)
@@ -117,4 +133,6 @@ def oracle_goal_episode(env: Any, planner: Any, sim_state: np.ndarray, config: E
     out = {**goal_region_stats(np.asarray(angles), goal_tolerance(env.name)), "final_angle": float(angles[-1])}
     if record:
         out.update(frames=frames, actions=np.asarray(actions), angles=np.asarray(angles))
+        if estimate is not None:
+            out["estimates"] = np.asarray(seen)  # [T+1, 2] (angle, velocity)
     return out
