@@ -82,26 +82,22 @@ def handicapped_protocol(config: Any, handicap: Any, pairs: int, estimate_for: A
             "goal_time_percent": times, "longest_stay_percent_mean": float(np.mean(stays))}
 
 
-def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_loop: int = 0,
-                      protocol: dict[str, Any] | None = None, perception_only: bool = False) -> dict[str, Any]:
-    """A run's filtered latents near upright against the true (angle, velocity): held-out RMSE of a
-    linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region; and with
-    `closed_loop` pairs, the same read-outs along the model's own MPC episodes (`protocol`: E2CConfig
-    overrides such as replan_every)."""
+def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, Any]:
+    """A run's settings, result and model, and its filtered latents [N, S] with the true (angle,
+    velocity) [N, 2] and episode ids [N] of random-action frames inside the goal region, from
+    `episodes` episodes that start at rest there (kept in RUN/upright_probe: a re-run reads the same)."""
     import torch
 
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
     from worldmodel.control import goal_tolerance
     from worldmodel.e2c import stored_run
-    from worldmodel.geometry import readout_rmse_per_target
     from worldmodel.goal_cost import filtered_latents
 
     torch.set_num_threads(1)
     config, result = stored_run(run)
     model, _, _ = load_model(run / "run")
     tolerance = goal_tolerance(config.task)
-    # kept in the run folder: a re-run measures the same episodes
     data = top_up(config.task, episodes, run / "upright_probe", seed=seed, image_size=config.image_size,
                   action_repeat=config.action_repeat, episode_steps=steps, progress=False,
                   start_angles=(-tolerance, tolerance))
@@ -114,9 +110,21 @@ def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_lo
         latents.append(z[keep])
         targets.append(np.stack([angle, ep.states[:, 1]], axis=1)[keep])
         groups.append(np.full(int(keep.sum()), i))
-    z, y, g = np.concatenate(latents), np.concatenate(targets), np.concatenate(groups)
-    if perception_only:
-        return {"model": model, "latents": z, "targets": y}
+    return {"config": config, "result": result, "model": model, "latents": np.concatenate(latents),
+            "targets": np.concatenate(targets), "groups": np.concatenate(groups)}
+
+
+def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_loop: int = 0,
+                      protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's filtered latents near upright against the true (angle, velocity): held-out RMSE of a
+    linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region; its fall;
+    and with `closed_loop` pairs, the same read-outs along the model's own MPC episodes (`protocol`:
+    E2CConfig overrides such as replan_every)."""
+    from worldmodel.geometry import readout_rmse_per_target
+
+    probe = probe_frames(run, episodes, steps, seed)
+    config, result, model = probe["config"], probe["result"], probe["model"]
+    z, y, g = probe["latents"], probe["targets"], probe["groups"]
     out: dict[str, Any] = {"run": str(run), "frames": int(len(z)), "episodes": episodes,
                            "balance_percent": result.get("goal_time_percent_mean"),
                            "latent_r2": result.get("latent_r2")}
@@ -174,7 +182,7 @@ FALL_SEEN, FALL_STEPS = 2, 4
 
 class LatentReadout:
     """A run's filter, read out by a linear map to (angle, velocity): the oracle's learned perception
-    (`e2c_oracle.StateEstimate`). Fitted on the run's upright-probe frames (`model_state_error`)."""
+    (`e2c_oracle.StateEstimate`). Fitted on the run's upright-probe frames (`probe_frames`)."""
 
     def __init__(self, model: Any, latents: np.ndarray, targets: np.ndarray) -> None:
         ones = np.concatenate([latents, np.ones((len(latents), 1))], axis=1)
@@ -323,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                     if name in DEFAULT_SWEEP else OracleHandicap())
         estimate_for = None
         if name == "perception":
-            fitted = model_state_error(Path(value), args.probe_episodes, 16, seed=0, perception_only=True)
+            fitted = probe_frames(Path(value), args.probe_episodes, 16, seed=0)
             estimate_for = lambda env, f=fitted: LatentReadout(f["model"], f["latents"], f["targets"])  # noqa: E731
         t0 = time.time()
         row = {"flaw": name, "value": value, "handicap": asdict(handicap),
