@@ -54,11 +54,19 @@ DEFAULT_SWEEP: dict[str, list[float]] = {
 }
 
 
-def parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def flaw_values(items: list[str], option: str) -> dict[str, list[float]]:
+    """FLAW=V1,V2 strings (FLAW a key of DEFAULT_SWEEP) -> {flaw: [values]}; SystemExit naming the
+    option on anything else."""
+    out: dict[str, list[float]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or name not in DEFAULT_SWEEP:
+            raise SystemExit(f"{option} takes FLAW=V1,V2 with FLAW one of {', '.join(DEFAULT_SWEEP)}, got {item!r}")
+        try:
+            out[name] = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise SystemExit(f"{option} {name}: values must be numbers separated by commas, got {values!r}") from None
+    return out
 
 
 def handicapped_protocol(config: Any, handicap: Any, pairs: int, estimate_for: Any = None) -> dict[str, Any]:
@@ -180,13 +188,25 @@ FALL_ANGLES = (-0.2, -0.1, -0.05, 0.05, 0.1, 0.2)
 FALL_SEEN, FALL_STEPS = 2, 4
 
 
+class LinearReadout:
+    """Least squares with a bias from latents [N, S] to (angle, velocity) [N, 2], fitted once and
+    applied to one latent at a time (the per-step readings below)."""
+
+    def __init__(self, latents: np.ndarray, targets: np.ndarray) -> None:
+        ones = np.concatenate([latents, np.ones((len(latents), 1))], axis=1)
+        self.weights, *_ = np.linalg.lstsq(ones, targets, rcond=None)  # [S + 1, 2]
+
+    def __call__(self, z: np.ndarray) -> tuple[float, float]:
+        angle, velocity = np.append(z, 1.0) @ self.weights
+        return float(angle), float(velocity)
+
+
 class LatentReadout:
     """A run's filter, read out by a linear map to (angle, velocity): the oracle's learned perception
     (`e2c_oracle.StateEstimate`). Fitted on the run's upright-probe frames (`probe_frames`)."""
 
     def __init__(self, model: Any, latents: np.ndarray, targets: np.ndarray) -> None:
-        ones = np.concatenate([latents, np.ones((len(latents), 1))], axis=1)
-        self.weights, *_ = np.linalg.lstsq(ones, targets, rcond=None)  # [S + 1, 2]
+        self.read = LinearReadout(latents, targets)
         self.model, self.state = model, None
 
     def __call__(self, obs: np.ndarray, action: np.ndarray | None) -> tuple[float, float]:
@@ -201,8 +221,7 @@ class LatentReadout:
                 a = torch.as_tensor(np.asarray(action, np.float32)).unsqueeze(0)
                 self.state = self.model.filter_step(self.state, a, image_to_tensor(obs))
             z = self.model.to_vector(self.state)[0].float().numpy()
-        angle, velocity = np.append(z, 1.0) @ self.weights
-        return float(angle), float(velocity)
+        return self.read(z)
 
 
 def model_fall(model: Any, config: Any, latents: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -219,9 +238,8 @@ def model_fall(model: Any, config: Any, latents: np.ndarray, targets: np.ndarray
     from worldmodel.goal_cost import filtered_latents
     from worldmodel.model import GoalObjective
 
-    ones = np.concatenate([latents, np.ones((len(latents), 1))], axis=1)
-    w, *_ = np.linalg.lstsq(ones, targets[:, 0], rcond=None)  # latent -> angle [S + 1]
-    read = lambda z: float(np.dot(np.append(z, 1.0), w))  # noqa: E731
+    readout = LinearReadout(latents, targets)  # least squares fits each column alone: the angle's is its own
+    read = lambda z: readout(z)[0]  # noqa: E731
     env = make_env(config)
     step = model.planning_problem(None, GoalObjective(goal=torch.zeros(model.state_size)), 1).step
     zero = np.zeros(env.action_dim, np.float32)
@@ -284,40 +302,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from worldmodel.e2c import E2CConfig
     from worldmodel.e2c_oracle import OracleHandicap
+    from worldmodel.evaluate import parse_overrides
     from worldmodel.provenance import machine, versions
 
     torch.set_num_threads(1)
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key] = parse_value(value)
+    overrides = parse_overrides(args.set)
     config = E2CConfig.for_task(args.task, start=args.start, **overrides)
     for run in [*args.runs, *args.perception]:
         if not (run / "run").is_dir():
             p.error(f"{run} is not an E2C run folder (no run/ inside); give the --out of `worldmodel e2c`")
 
-    sweep = DEFAULT_SWEEP
-    if args.sweep:
-        sweep = {}
-        for item in args.sweep:
-            name, sep, values = item.partition("=")
-            if not sep or name not in DEFAULT_SWEEP:
-                p.error(f"--sweep takes FLAW=V1,V2 with FLAW one of {', '.join(DEFAULT_SWEEP)}, got {item!r}")
-            try:
-                sweep[name] = [float(v) for v in values.split(",")]
-            except ValueError:
-                p.error(f"--sweep {name}: values must be numbers separated by commas, got {values!r}")
+    sweep = flaw_values(args.sweep, "--sweep") if args.sweep else DEFAULT_SWEEP
     together = {}
-    for item in args.together:
-        name, sep, value = item.partition("=")
-        if not sep or name not in DEFAULT_SWEEP:
-            p.error(f"--together takes FLAW=V with FLAW one of {', '.join(DEFAULT_SWEEP)}, got {item!r}")
-        try:
-            together[name] = float(value)
-        except ValueError:
-            p.error(f"--together {name}: the value must be a number, got {value!r}")
+    for name, values in flaw_values(args.together, "--together").items():
+        if len(values) != 1:
+            p.error(f"--together {name}: give one value, got {values}")
+        together[name] = values[0]
     if (together or args.perception) and not args.sweep:
         sweep = {}  # the combined or perception rows (and the plain oracle) only
     rows = []
