@@ -5,7 +5,7 @@ pendulum upright 100 % of the time. Here it is given, one at a time, the flaws a
 its filter have (`OracleHandicap`): actuators weaker or stronger than the real ones (a model's
 action effect at upright was measured at 0.16-0.99 of the real one), a gravity too strong or
 too weak (how fast the model lets the pole fall), Gaussian errors in the angle
-and velocity it plans from, and a constant angle offset. Each setting runs the protocol's start
+and velocity it plans from, and a constant angle or velocity offset. Each setting runs the protocol's start
 states (balance: angle ~ U[-0.05, 0.05] rad at rest, 250 steps, replan every 5) and reports % time
 in the goal region, beside the unhandicapped oracle in the same run.
 
@@ -21,8 +21,14 @@ is the state error that model's planner works with (`geometry.readout_rmse_per_t
 fall: from rest near upright under zero action, how far the model predicts the pole to fall in 1-4
 steps against how far it falls (`model_fall`; 1 = right, the oracle's `gravity_gain` in kind).
 With --closed-loop PAIRS, the same read-outs are applied along the model's own balance episodes
-(the protocol, with --set's overrides): the state errors its planner met in closed loop.
+(the protocol, with --set's overrides): the state errors its planner met in closed loop; the first
+episode is drawn in e2c_oracle_handicap[_TAG]_<run>.png (true and read-out state, actions), until
+the pole first leaves the goal region, where the read-out was fitted.
 --together FLAW=V ... adds one row with all those flaws at once.
+--perception RUN adds a row of the oracle planning from that run's filter, read out (the true
+dynamics with a learned perception); --readout-cost RUN one of the run's own model and filter
+planning with the oracle's cost on that read-out in place of the latent goal cost (the learned
+dynamics with a cost that knows the angle): between them they tell perception, dynamics and cost apart.
 Sweeps add rows to the file (a flaw and value run again replaces its row); a --no-sweep run
 replaces its models.
 
@@ -35,7 +41,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,7 @@ DEFAULT_SWEEP: dict[str, list[float]] = {
     "angle_noise": [0.01, 0.02, 0.05, 0.1],
     "velocity_noise": [0.1, 0.3, 1.0],
     "angle_bias": [0.02, 0.05, 0.1],
+    "velocity_bias": [0.1, 0.3],
 }
 
 
@@ -83,6 +90,11 @@ def handicapped_protocol(config: Any, handicap: Any, pairs: int, estimate_for: A
                     for i, s in enumerate(start_states(env, config)[:pairs])]
     finally:
         env.close()
+    return goal_time_summary(episodes)
+
+
+def goal_time_summary(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """% time in goal per episode, its mean and standard error, and the mean longest stay."""
     times = [100 * e["goal_time"] for e in episodes]
     stays = [100 * e["longest_stay"] for e in episodes]
     return {"goal_time_percent_mean": float(np.mean(times)),
@@ -123,7 +135,7 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
 
 
 def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_loop: int = 0,
-                      protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+                      protocol: dict[str, Any] | None = None, figure: Path | None = None) -> dict[str, Any]:
     """A run's filtered latents near upright against the true (angle, velocity): held-out RMSE of a
     linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region; its fall;
     and with `closed_loop` pairs, the same read-outs along the model's own MPC episodes (`protocol`:
@@ -142,29 +154,72 @@ def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_lo
     out["true_spread"] = {"angle_std": float(y[:, 0].std()), "velocity_std": float(y[:, 1].std())}
     out["fall"] = model_fall(model, config, z, y)
     if closed_loop:
-        out["closed_loop"] = closed_loop_error(run, model, z, y, closed_loop, protocol or {})
+        out["closed_loop"] = closed_loop_error(run, model, z, y, closed_loop, protocol or {}, figure)
     return out
 
 
-def closed_loop_error(run: Path, model: Any, latents: np.ndarray, targets: np.ndarray, pairs: int,
-                      protocol: dict[str, Any]) -> dict[str, Any]:
-    """The model's balance episodes (the protocol with `protocol`'s overrides, `pairs` start states),
-    each step's filtered latent read through read-outs fitted on (latents, targets): RMSE and mean
-    error (bias) of the angle and velocity the planner worked with, over the steps inside the goal
-    region after the first two, against the random-action data's."""
-    from worldmodel.control import goal_tolerance
+def model_episodes(run: Path, model: Any, pairs: int, protocol: dict[str, Any],
+                   cost_for: Any = None) -> list[dict[str, Any]]:
+    """The model's recorded balance episodes (the protocol with `protocol`'s overrides, `pairs`
+    start states); with `cost_for(goal, config)`, planning with that GoalObjective in place of the
+    protocol's latent goal cost."""
     from worldmodel.e2c import goal_episode, make_env, make_planner, protocol_goal, start_states, stored_run
-    from worldmodel.geometry import readout_predict
 
     config, _ = stored_run(run, start="balance", pairs=pairs, **protocol)
     env = make_env(config)
     try:
         goal, _ = protocol_goal(model, env, config)
-        episodes = [goal_episode(model, env, make_planner(config), goal, s, config, seed=config.seed + i, record=True)
-                    for i, s in enumerate(start_states(env, config))]
+        objective = cost_for(goal, config) if cost_for else None
+        return [goal_episode(model, env, make_planner(config), goal, s, config, seed=config.seed + i,
+                             record=True, objective=objective)
+                for i, s in enumerate(start_states(env, config))]
     finally:
         env.close()
+
+
+def readout_cost(readout: "LinearReadout", velocity_weight: float, action_weight: float,
+                 goal: Any) -> Any:
+    """The oracle's cost, angle² + velocity_weight·velocity² + action_weight·|a|², on a linear
+    read-out of the latent: a GoalObjective with Q = w_θ w_θᵀ + velocity_weight·w_ω w_ωᵀ [S, S]
+    (rank 2) around the latent nearest `goal` [S] that reads as upright at rest."""
+    import torch
+
+    from worldmodel.model import GoalObjective
+
+    w, b = readout.weights[:-1], readout.weights[-1]  # [S, 2], [2]
+    shift, *_ = np.linalg.lstsq(w.T, -b - w.T @ goal.numpy(), rcond=None)  # least-norm move to (0, 0)
+    q = np.outer(w[:, 0], w[:, 0]) + velocity_weight * np.outer(w[:, 1], w[:, 1])
+    return GoalObjective(goal=goal + torch.as_tensor(shift, dtype=goal.dtype),
+                         Q=torch.as_tensor(q, dtype=goal.dtype), R=action_weight)
+
+
+def closed_loop_error(run: Path, model: Any, latents: np.ndarray, targets: np.ndarray, pairs: int,
+                      protocol: dict[str, Any], figure: Path | None = None) -> dict[str, Any]:
+    """The model's balance episodes (`model_episodes`), each step's filtered latent read through
+    read-outs fitted on (latents, targets): RMSE and mean error (bias) of the angle and velocity the
+    planner worked with, over the steps inside the goal region after the first two, against the
+    random-action data's. With `figure`, the first episode's true and read-out (linear) state and
+    its actions are drawn there (`viz.plot_state_estimate`)."""
+    from worldmodel.control import goal_tolerance
+    from worldmodel.e2c import stored_run
+    from worldmodel.geometry import readout_predict
+
+    config, _ = stored_run(run)
+    episodes = model_episodes(run, model, pairs, protocol)
     tolerance = goal_tolerance(config.task)
+    if figure is not None:
+        from worldmodel.viz import plot_state_estimate
+
+        first = episodes[0]
+        # until the pole first leaves the goal region: the read-out was fitted inside it
+        out_of_goal = np.flatnonzero(np.abs(first["angles"]) >= tolerance)
+        end = len(first["angles"]) if not len(out_of_goal) else out_of_goal[0] + 1
+        plot_state_estimate(np.stack([first["angles"], first["states"][:, 1]], axis=1)[:end],
+                            readout_predict(latents, targets, first["latents"][:end], method="linear"),
+                            first["actions"][:end - 1], figure, tolerance=tolerance,
+                            title=f"{run.name}: its own balance episode ({protocol or 'the protocol'}), "
+                                  f"{100 * first['goal_time']:.1f} % in goal; the first {end} of "
+                                  f"{len(first['angles'])} steps")
     out: dict[str, Any] = {"protocol": protocol, "pairs": pairs,
                            "goal_time_percent": [100 * e["goal_time"] for e in episodes]}
     for method in ("linear", "knn"):
@@ -289,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="one more row with all these flaws at once (repeat for each flaw)")
     p.add_argument("--perception", type=Path, nargs="*", default=[], metavar="RUN",
                    help="one more row per run: the oracle planning from that run's filter, read out (angle, velocity)")
+    p.add_argument("--readout-cost", type=Path, nargs="*", default=[], metavar="RUN",
+                   help="one more row per run: that run's model and filter planning with the oracle's cost "
+                        "on a linear read-out of its latent, in place of the latent goal cost")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="E2C run folders to measure")
     p.add_argument("--probe-episodes", type=int, default=40)
     p.add_argument("--closed-loop", type=int, default=0, metavar="PAIRS",
@@ -308,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     overrides = parse_overrides(args.set)
     config = E2CConfig.for_task(args.task, start=args.start, **overrides)
-    for run in [*args.runs, *args.perception]:
+    for run in [*args.runs, *args.perception, *args.readout_cost]:
         if not (run / "run").is_dir():
             p.error(f"{run} is not an E2C run folder (no run/ inside); give the --out of `worldmodel e2c`")
 
@@ -318,33 +376,45 @@ def main(argv: list[str] | None = None) -> int:
         if len(values) != 1:
             p.error(f"--together {name}: give one value, got {values}")
         together[name] = values[0]
-    if (together or args.perception) and not args.sweep:
-        sweep = {}  # the combined or perception rows (and the plain oracle) only
+    if (together or args.perception or args.readout_cost) and not args.sweep:
+        sweep = {}  # the combined, perception or read-out cost rows (and the plain oracle) only
     rows = []
     settings = [] if args.no_sweep else [("none", None)] + [
         (name, value) for name, values in sweep.items() for value in values]
     if together:
         settings.append(("together", ",".join(f"{k}={v}" for k, v in together.items())))
     settings += [("perception", str(run)) for run in args.perception]
+    settings += [("readout_cost", str(run)) for run in args.readout_cost]
     for name, value in settings:
         handicap = (OracleHandicap(**together) if name == "together" else OracleHandicap(**{name: value})
                     if name in DEFAULT_SWEEP else OracleHandicap())
-        estimate_for = None
-        if name == "perception":
-            fitted = probe_frames(Path(value), args.probe_episodes, 16, seed=0)
-            estimate_for = lambda env, f=fitted: LatentReadout(f["model"], f["latents"], f["targets"])  # noqa: E731
         t0 = time.time()
-        row = {"flaw": name, "value": value, "handicap": asdict(handicap),
-               **handicapped_protocol(config, handicap, args.pairs, estimate_for), "seconds": time.time() - t0}
+        if name == "readout_cost":  # not the oracle: the model itself, with the oracle's cost
+            fitted = probe_frames(Path(value), args.probe_episodes, 16, seed=0)
+            read = LinearReadout(fitted["latents"], fitted["targets"])
+            cost_for = lambda goal, c, r=read: readout_cost(r, c.oracle_velocity_weight, c.action_weight, goal)  # noqa: E731
+            summary = goal_time_summary(model_episodes(Path(value), fitted["model"], args.pairs, overrides, cost_for))
+            row = {"flaw": name, "value": value, "handicap": None, **summary, "seconds": time.time() - t0}
+        else:
+            estimate_for, protocol = None, config
+            if name == "perception":
+                fitted = probe_frames(Path(value), args.probe_episodes, 16, seed=0)
+                estimate_for = lambda env, f=fitted: LatentReadout(f["model"], f["latents"], f["targets"])  # noqa: E731
+                # the env renders and steps as the run's model was trained to see it
+                seen = fitted["config"]
+                protocol = replace(config, image_size=seen.image_size, action_repeat=seen.action_repeat)
+            row = {"flaw": name, "value": value, "handicap": asdict(handicap),
+                   **handicapped_protocol(protocol, handicap, args.pairs, estimate_for), "seconds": time.time() - t0}
         rows.append(row)
         print(f"{name:>15} {'' if value is None else value:>6}  {row['goal_time_percent_mean']:6.1f} ± "
               f"{row['goal_time_percent_stderr']:4.1f} %  (longest stay {row['longest_stay_percent_mean']:5.1f} %, "
               f"{row['seconds']:.0f} s)", flush=True)
 
+    stem = "e2c_oracle_handicap" + (f"_{args.tag}" if args.tag else "")
     models = []
     for run in args.runs:
         m = model_state_error(run, args.probe_episodes, 16, seed=0, closed_loop=args.closed_loop,
-                              protocol=overrides)
+                              protocol=overrides, figure=args.out / f"{stem}_{run.name}.png")
         models.append(m)
         print(f"{str(run):>40}  balance {m['balance_percent']:5.1f} %  angle RMSE linear "
               f"{m['linear']['angle_rmse']:.3f} / k-NN {m['knn']['angle_rmse']:.3f} rad, velocity "
@@ -360,7 +430,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['knn']['velocity_rmse']:.2f} rad/s ({c['linear']['steps']} steps)", flush=True)
 
     command = "python benchmarks/e2c_oracle_handicap.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    stem = "e2c_oracle_handicap" + (f"_{args.tag}" if args.tag else "")
     out = args.out / f"{stem}.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     settings_now = {k: getattr(config, k) for k in ("horizon", "replan_every", "steps", "action_weight",

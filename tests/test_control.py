@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -34,6 +35,18 @@ def test_image_round_trip_and_bad_images():
     assert np.array_equal(tensor_to_image(x[0]), img)
     with pytest.raises(ValueError, match="uint8"):
         image_to_tensor(img.astype(np.float32))
+
+
+def test_read_only_and_strided_frames_convert_without_warning():
+    # frames loaded from an .npz are read-only; a flipped view has negative strides
+    img = np.random.default_rng(1).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    img.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = image_to_tensor(img)
+        flipped = image_to_tensor(img[:, ::-1])
+    assert np.array_equal(tensor_to_image(x[0]), img)
+    assert np.array_equal(tensor_to_image(flipped[0]), img[:, ::-1])
 
 
 def test_mean_stderr_matches_numpy():
@@ -124,6 +137,7 @@ def test_recorded_goal_episode_keeps_the_true_states_and_the_latents_it_planned_
     goal = torch.zeros(model.state_size)
     out = goal_episode(model, env, planners.make("ilqr", iterations=2), goal, start, config, seed=0, record=True)
     assert out["states"].shape == (5, 2) and out["latents"].shape == (5, model.state_size)
+    assert out["actions"].shape == (4, 1) and np.all(np.abs(out["actions"]) <= 1)
     np.testing.assert_allclose(out["angles"], np.remainder(out["states"][:, 0] + np.pi, 2 * np.pi) - np.pi,
                                atol=1e-9)
     obs, _ = env.reset(sim_state=start)
@@ -250,8 +264,8 @@ def test_handicapped_oracle_holds_the_pole_where_it_believes_upright_to_be():
     np.testing.assert_array_equal(first["angles"], again["angles"])
     assert not np.array_equal(first["angles"], plain["angles"])
     # a perception that tells the truth is the plain oracle; one that adds b to the angle, the bias b
-    def truth(obs, action, bias=0.0):
-        return float(env.state[0]) + bias, float(env.state[1])
+    def truth(obs, action, bias=0.0, velocity_bias=0.0):
+        return float(env.state[0]) + bias, float(env.state[1]) + velocity_bias
 
     told = oracle_goal_episode(env, planner, start, config, seed=0, record=True, estimate=truth)
     np.testing.assert_array_equal(told["angles"], plain["angles"])
@@ -259,12 +273,19 @@ def test_handicapped_oracle_holds_the_pole_where_it_believes_upright_to_be():
     biased = oracle_goal_episode(env, planner, start, config, seed=0, record=True,
                                  estimate=lambda obs, action: truth(obs, action, 0.05))
     np.testing.assert_allclose(biased["angles"], offset["angles"], atol=1e-9)
+    fast = oracle_goal_episode(env, planner, start, config, seed=0, record=True,
+                               handicap=OracleHandicap(velocity_bias=0.3))
+    told_fast = oracle_goal_episode(env, planner, start, config, seed=0, record=True,
+                                    estimate=lambda obs, action: truth(obs, action, velocity_bias=0.3))
+    np.testing.assert_allclose(fast["angles"], told_fast["angles"], atol=1e-9)
+    assert np.abs(fast["angles"] - plain["angles"]).max() > 1e-3  # the bias changes what it does
     env.close()
     for bad, match in (({"actuator_gain": 0.0}, "actuator_gain must be > 0"),
                        ({"gravity_gain": -1.0}, "gravity_gain must be > 0"),
                        ({"angle_noise": -0.1}, "angle_noise is a standard deviation"),
                        ({"velocity_noise": float("nan")}, "velocity_noise is a standard deviation"),
-                       ({"angle_bias": float("inf")}, "angle_bias must be a finite angle")):
+                       ({"angle_bias": float("inf")}, "angle_bias must be a finite angle"),
+                       ({"velocity_bias": float("nan")}, "velocity_bias must be a finite velocity")):
         with pytest.raises(ValueError, match=match):
             OracleHandicap(**bad)
 
@@ -313,6 +334,28 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     for bad in (0.0, -0.1, 4.0):
         with pytest.raises(ValueError, match=f"start_angle must be in \\(0, π\\].* got {bad}"):
             E2CConfig(start_velocity=1.0, start_angle=bad)
+
+
+def test_stored_run_reads_a_folder_with_only_tagged_results(tmp_path):
+    """A folder run only with --tag still reloads for the diagnostics; an untagged result wins."""
+    import json
+    from dataclasses import asdict
+
+    from worldmodel.e2c import E2CConfig, stored_run
+
+    def write(name, **settings):
+        config = E2CConfig(**settings)
+        (tmp_path / name).write_text(json.dumps({"settings": asdict(config), "name": name}))
+        return config
+
+    with pytest.raises(FileNotFoundError, match="nor a tagged"):
+        stored_run(tmp_path)
+    tagged = write("e2c_balance_replan1.json", image_size=64, replan_every=1, start="balance")
+    write("e2c_balance_zz.json", image_size=64, replan_every=3, start="balance")
+    config, result = stored_run(tmp_path, pairs=2)
+    assert config == replace(tagged, pairs=2) and result["name"] == "e2c_balance_replan1.json"
+    untagged = write("e2c_balance.json", image_size=64, start="balance")
+    assert stored_run(tmp_path) == (untagged, {"settings": asdict(untagged), "name": "e2c_balance.json"})
 
 
 def test_e2c_result_tag_names_a_second_file_and_a_bad_tag_fails_before_any_work(tmp_path):

@@ -88,6 +88,19 @@ def test_plot_learning_curves(tmp_path: Path) -> None:
     assert not (tmp_path / "x.png").exists()
 
 
+def test_plot_state_estimate(tmp_path: Path) -> None:
+    t = np.linspace(0, 4, 50)
+    true = np.stack([0.1 * np.sin(t), 0.1 * np.cos(t)], axis=1)
+    img = _image(viz.plot_state_estimate(true, true + 0.02, np.sin(t[:-1])[:, None], tmp_path / "s.png",
+                                         tolerance=0.5, title="one episode"))
+    assert img.shape[0] > 400 and img[..., :3].std() > 10  # three rows, drawn
+    with pytest.raises(ValueError, match="49 actions"):
+        viz.plot_state_estimate(true, true, np.zeros((50, 1)), tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"\(angle, velocity\) \[T, 2\]"):
+        viz.plot_state_estimate(true, true[:, :1], np.zeros((49, 1)), tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
 def test_write_video_and_side_by_side(tmp_path: Path) -> None:
     real, pred = _frames(6, 2), _frames(6, 3)
     both = viz.side_by_side(real, pred)

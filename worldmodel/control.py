@@ -114,7 +114,7 @@ def image_to_tensor(obs: np.ndarray, device: torch.device | str = "cpu") -> torc
     """uint8 [H, W, 3] -> float [1, 3, H, W] in [-0.5, 0.5], the model's input convention."""
     if obs.dtype != np.uint8 or obs.ndim != 3:
         raise ValueError(f"expected a uint8 image [H, W, 3], got {obs.dtype} {obs.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(obs)).to(device)
+    x = torch.from_numpy(np.array(obs, copy=True)).to(device)  # a copy: frames from an .npz may be read-only
     return (x.permute(2, 0, 1).float() / 255.0 - 0.5).unsqueeze(0)
 
 

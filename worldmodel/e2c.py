@@ -16,7 +16,6 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 import envs
 from envs.rollout import pose_state
 from worldmodel.atomic import atomic_write_json
+from worldmodel.e2c_config import GOALS, TASK_DEFAULTS, E2CConfig, protocol_domain  # noqa: F401  (re-exported)
 from worldmodel.e2c_oracle import oracle_goal_episode
 
 PUBLISHED = {  # PC3 paper (Shu et al. 2020), Table 1: % time in goal region, (all models, best model)
@@ -34,160 +34,6 @@ PUBLISHED = {  # PC3 paper (Shu et al. 2020), Table 1: % time in goal region, (a
     "cartpole-balance": {"PC3": (96.3, 97.8)},
 }
 PUBLISHED["pendulum-swingup_pc3"] = PUBLISHED["pendulum-swingup"]  # their own motor (envs/registry.py)
-
-
-GOALS = ("image", "equilibrium")  # E2CConfig.goal
-
-
-@dataclass(frozen=True)
-class E2CConfig:
-    """Data, model and protocol settings of one E2C-style run."""
-
-    task: str = "pendulum-swingup"
-    image_size: int = 48  # E2C's pendulum images are 48x48 (Watter et al. 2015, Sec. 5)
-    # random-action training episodes, each this short and from the task's random start (for
-    # the pendulum a uniform angle): near-uniform poses. 500 x 16 gave a better latent than
-    # 200 x 40 (held-out R² 0.879 / 0.943 vs 0.839 / 0.971, balance 5.0 vs 3.5 %; README)
-    episodes: int = 500
-    episode_steps: int = 16
-    heldout_episodes: int = 20  # for the latent geometry and its R², from the same distribution
-    # extra random-action episodes (after the `episodes`) that start at rest with the pole at an
-    # angle uniform in ±upright_angle: random starts rarely pass the upright pose slowly, and the
-    # 10 000-update long-episode model learned the action's effect there with the wrong sign
-    # (README). 0 = none (E2C's data: random states only)
-    upright_episodes: int = 0
-    upright_angle: float = math.pi / 6  # the pendulum's goal region
-    # E2C, PCC and PC3 sample training states uniformly over the pole's angle and velocity.
-    # A number v: every training and held-out episode starts at an angle uniform in [-π, π) and a
-    # pole velocity uniform in [-v, v] rad/s. None: the task's own random start, at rest. On the
-    # pendulum v = π balanced worse than None (7.2 vs 16.0 % over 3 seeds of None; README).
-    start_velocity: float | None = None
-    # with start_velocity: the start angle is uniform in [-start_angle, start_angle] instead
-    # (π: every angle). PC3's cart-pole data keep the pole within ±π/10 of upright, turning at up
-    # to 2π rad/s (CartPoleMDP.sample_random_state in VinAIResearch/PCC-pytorch), so the model
-    # never sees the pole fallen: start_angle=0.31416, start_velocity=6.28319.
-    start_angle: float = math.pi
-    # simulator steps per env step (None: the task's, 4 for the pendulum, 8 for the cart-pole).
-    # PCC/PC3 act every 0.02 s, i.e. 1 on dm_control's pendulum; horizon, replan_every, steps and
-    # episode_steps count env steps, so a finer repeat needs them scaled to keep their durations.
-    action_repeat: int | None = None
-    train_steps: int = 3000
-    batch_size: int = 32
-    chunk_length: int = 12
-    latent_size: int = 8
-    # E2C's observation, optional here (ModelConfig.grayscale / frame_stack): gray frames, and the
-    # encoder fed each frame with the one before it (frame_stack=2). The defaults keep RGB single
-    # frames: the recurrent encoder already sees the history that a stacked frame adds.
-    grayscale: bool = False
-    frame_stack: int = 1
-    # PC3's model (ModelConfig.posterior / reconstruction_scale): "frame" encodes each (stacked) frame
-    # on its own; reconstruction_scale=0 drops the decoder, with predictive_coding_scale > 0 in its place.
-    posterior: str = "filter"
-    reconstruction_scale: float = 1.0
-    # PC3's deterministic encoder with a fixed latent noise, and its centring (ModelConfig's); 0 = off
-    posterior_std: float = 0.0
-    center_scale: float = 0.0
-    # std of p(o_t | z_t). With PlaNet's unit variance the thin pole (a few dozen of 48×48 pixels)
-    # is worth ~5 nats and the model never draws it (reconstruction error flat over 3000 updates,
-    # measured); 0.1 makes it worth ~500 and it is learned. E2C used a Bernoulli decoder, as sharp.
-    obs_std: float = 0.1
-    # KL settings of the ELBO (ModelConfig's). iLQR plans 25 steps open loop through the
-    # dynamics, and latent overshooting (PlaNet, Sec. 3) trains them on multi-step predictions.
-    # Balance, seed 0: 21.0 ± 3.6 % and held-out R² 0.914 / 0.957 with these three settings,
-    # 5.0 ± 0.9 % and 0.879 / 0.943 with PlaNet's 3 free nats and neither of the other two,
-    # 6.2 ± 1.1 % with free nats 0 and KL balancing but no overshooting; seeds 1 and 2 of
-    # these defaults: 10.0 ± 1.4 % and 17.1 ± 4.2 % (README).
-    free_nats: float = 0.0
-    kl_balance: float | None = 0.8  # DreamerV2's alpha
-    overshooting_distance: int = 4
-    # PCC's curvature loss with PC3's amortised Jacobian (ModelConfig.curvature_scale / _noise):
-    # asks the dynamics to be as linear near the data as the (A, B) that iLQR plans with. 0 = off.
-    curvature_scale: float = 0.0
-    curvature_noise: float = 0.1
-    # PC3's predictive-coding (InfoNCE) term beside the bound (ModelConfig.predictive_coding_scale). 0 = off.
-    predictive_coding_scale: float = 0.0
-    pairs: int = 10  # PCC/PC3: 10 start/goal pairs per model
-    # E2C/PCC/PC3 plan with iLQR (20 iterations here); any planners.names() entry works, with
-    # its settings in planner_overrides. The oracle uses the same planner.
-    planner: str = "ilqr"
-    planner_overrides: dict[str, Any] = field(default_factory=dict)
-    start: str = "swingup"  # "swingup": hanging, angle ~ U[0.9π, 0.95π]; "balance": upright
-    horizon: int = 25  # iLQR horizon in env steps (PC3 uses 100 steps of a 4x finer pendulum)
-    replan_every: int = 5  # apply this many actions of each plan (PC3: 10 at their rate)
-    # between replans, act u_t + K_t (z_t − z̄_t) with the iLQR plan's own feedback gains on the
-    # filtered latent, instead of the open-loop u_t (needs planner "ilqr"; not in PCC/PC3's protocol)
-    feedback: bool = False
-    steps: int = 250  # env steps per evaluation episode: dm_control's full 20 s episode
-    # "image": E2C's goal, the latent of the upright image at rest. "equilibrium": the latent near
-    # it that the learned dynamics hold still under zero action (worldmodel.equilibrium): trained
-    # on episodes that only ever fall away from upright, the model drifts from the image's latent.
-    # It did not change balance on the upright-data model (32.2 vs 32.9 %, README); not in PCC/PC3.
-    goal: str = "image"
-    goal_weight: float = 1.0  # Q = goal_weight·I
-    action_weight: float = 0.01  # R = action_weight·I
-    # The oracle: the same iLQR MPC on the true simulator (finite-difference Jacobians) with the
-    # cost θ² + oracle_velocity_weight·θ'² + R·a² on the true (wrapped) pole angle: the
-    # protocol's ceiling on this task. 0 skips it.
-    oracle_pairs: int = 10
-    oracle_velocity_weight: float = 0.01
-    seed: int = 0
-    workers: int = 2
-
-    def __post_init__(self) -> None:
-        if self.goal not in GOALS:
-            raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
-        if self.start_velocity is not None and not self.start_velocity >= 0:
-            raise ValueError(f"start_velocity must be None (the task's start, at rest) or a speed "
-                             f">= 0 in rad/s, got {self.start_velocity!r}")
-        if not 0 < self.start_angle <= math.pi:
-            raise ValueError(f"start_angle must be in (0, π], the half-width of the start angle's "
-                             f"range in rad, got {self.start_angle!r}")
-        if self.start_angle != math.pi and self.start_velocity is None:
-            raise ValueError(f"start_angle={self.start_angle!r} needs start_velocity (a posed start "
-                             f"sets both; start_velocity=0 starts at rest)")
-
-    def start_pose(self) -> dict[str, Any]:
-        """`collect`'s start options for the training and held-out episodes."""
-        if self.start_velocity is None:
-            return {}
-        v = float(self.start_velocity)
-        a = float(self.start_angle)
-        return {"start_angles": (-a, a), "start_velocities": (-v, v)}
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> "E2CConfig":
-        return replace(cls(), **{**_QUICK, **overrides})
-
-    @classmethod
-    def for_task(cls, task: str, *, quick: bool = False, **overrides: Any) -> "E2CConfig":
-        """The protocol's settings for `task`'s domain (`TASK_DEFAULTS`), then `quick`'s tiny
-        ones if asked, then `overrides`."""
-        settings = {**TASK_DEFAULTS[protocol_domain(task)], **(_QUICK if quick else {}), **overrides}
-        return replace(cls(), task=task, **settings)
-
-
-_QUICK = dict(episodes=4, episode_steps=20, heldout_episodes=2, oracle_pairs=1, train_steps=30,
-              batch_size=8, pairs=2, steps=10, horizon=5, replan_every=5, workers=1)
-
-# Per-domain protocol settings over E2CConfig's (pendulum) defaults. Cart-pole: 80x80 images as
-# in E2C (Watter et al. 2015, Sec. 5.3), a replan every 5 steps as in PCC/PC3, and the full
-# dm_control episode of 125 environment steps (10 s at action repeat 8). PCC/PC3's horizon of 50
-# steps is for their own, finer-stepped cart-pole: here 50 steps are 4 s of 0.08 s held actions,
-# and iLQR on the true simulator then held the pole only 77.5 % of 40 steps from upright (50
-# iterations), against 100 % with horizon 10 or 20 (20 iterations; measured, seed 0).
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "pendulum": {},
-    "cartpole": dict(image_size=80, horizon=20, replan_every=5, steps=125),
-}
-
-
-def protocol_domain(task: str) -> str:
-    """`task`'s domain, a key of TASK_DEFAULTS; ValueError for a task without a pole."""
-    domain = envs.spec(task).domain
-    if domain not in TASK_DEFAULTS:
-        raise ValueError(f"the E2C protocol needs a pole to swing up or balance; task {task!r} "
-                         f"has none (domains with one: {', '.join(TASK_DEFAULTS)})")
-    return domain
 
 
 def make_env(config: E2CConfig) -> Any:
@@ -262,17 +108,22 @@ def start_states(env: Any, config: E2CConfig) -> list[np.ndarray]:
 
 
 def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_state: np.ndarray,
-                 config: E2CConfig, seed: int, *, record: bool = False) -> dict[str, Any]:
+                 config: E2CConfig, seed: int, *, record: bool = False,
+                 objective: Any = None) -> dict[str, Any]:
     """One iLQR-MPC episode towards `goal` from `sim_state`: % time in goal, the smallest |angle|
     reached (how high a failed swing-up got), and with `record` every step's angle, true state
-    (qpos, qvel) [T+1, S'] and the filtered latent the planner started from [T+1, S]."""
+    (qpos, qvel) [T+1, S'], the filtered latent the planner started from [T+1, S] and the
+    action taken [T, A].
+    `objective` (a GoalObjective) replaces the protocol's cost, goal_weight·|s − goal|² + R|a|²
+    (a diagnostic: the same model and filter planning with another cost)."""
     import planners
     from worldmodel.control import goal_region_stats, goal_tolerance, image_to_tensor
     from worldmodel.model import GoalObjective
 
     s = model.state_size
-    objective = GoalObjective(goal=goal, Q=config.goal_weight * torch.ones(s),
-                              R=config.action_weight * torch.ones(env.action_dim))
+    if objective is None:
+        objective = GoalObjective(goal=goal, Q=config.goal_weight * torch.ones(s),
+                                  R=config.action_weight * torch.ones(env.action_dim))
     problem = model.planning_problem(None, objective, config.horizon)
     mpc = planners.MPC(planner, problem, execute=config.replan_every,
                        generator=torch.Generator().manual_seed(seed), feedback=config.feedback)
@@ -281,7 +132,7 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         state = model.filter_step(None, None, image_to_tensor(obs))
     tol = goal_tolerance(env.name)
     angles, plan_s = [float(info["angle"])], 0.0
-    states, latents = [info["state"]], [model.to_vector(state)[0].detach()]
+    states, latents, actions = [info["state"]], [model.to_vector(state)[0].detach()], []
     plans, infinite, last = 0, 0, None
     for _ in range(config.steps):
         t0 = time.perf_counter()
@@ -298,6 +149,7 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
         if record:
             states.append(info["state"])
             latents.append(model.to_vector(state)[0].detach())
+            actions.append(a)
         if truncated:
             break
     a = np.abs(np.asarray(angles[1:]))
@@ -307,7 +159,7 @@ def goal_episode(model: Any, env: Any, planner: Any, goal: torch.Tensor, sim_sta
            "plans": plans, "plans_with_infinite_cost": infinite}
     if record:
         out.update(angles=np.asarray(angles), states=np.asarray(states),
-                   latents=torch.stack(latents).float().numpy())
+                   latents=torch.stack(latents).float().numpy(), actions=np.asarray(actions))
     return out
 
 
@@ -322,12 +174,15 @@ def result_path(out: str | Path, start: str, tag: str | None = None) -> Path:
 
 
 def stored_run(out: str | Path, **overrides: Any) -> tuple[E2CConfig, dict[str, Any]]:
-    """The settings (plus `overrides`) and result of a finished `run_e2c` folder, from its untagged
-    swing-up result or else its balance result, for diagnostics that reload its model."""
+    """The settings (plus `overrides`) and result of a finished `run_e2c` folder, for diagnostics
+    that reload its model: from its untagged swing-up result, else its balance result, else the
+    first tagged one by name (`--tag`; its protocol settings then come with it, as the untagged
+    run's do: override what the diagnostic needs)."""
     found = [p for p in (result_path(out, start) for start in ("swingup", "balance")) if p.is_file()]
+    found += sorted(Path(out).glob("e2c_swingup_*.json")) + sorted(Path(out).glob("e2c_balance_*.json"))
     if not found:
-        raise FileNotFoundError(f"{out} holds no e2c_swingup.json or e2c_balance.json; run "
-                                f"`worldmodel e2c --out {out}` first")
+        raise FileNotFoundError(f"{out} holds no e2c_swingup.json or e2c_balance.json (nor a tagged "
+                                f"e2c_<start>_<tag>.json); run `worldmodel e2c --out {out}` first")
     result = json.loads(found[0].read_text())
     stored = {k: v for k, v in result["settings"].items() if k in E2CConfig.__dataclass_fields__}
     return E2CConfig(**{**stored, **overrides}), result

@@ -248,6 +248,42 @@ def plot_goal_cost(by_angle: list[float | None], path_angles: np.ndarray | None,
     return _save_png(fig, path)
 
 
+def plot_state_estimate(true: np.ndarray, estimated: np.ndarray, actions: np.ndarray, path: str | Path, *,
+                        tolerance: float | None = None, title: str = "") -> Path:
+    """Three rows over one closed-loop episode: the pole's true angle and the planner's estimate of
+    it, the same for its velocity, and the actions taken. true, estimated: (angle, velocity)
+    [T, 2]; actions [T - 1, A]; `tolerance` shades the goal region |angle| < tolerance."""
+    true, estimated, actions = np.asarray(true, float), np.asarray(estimated, float), np.asarray(actions, float)
+    if true.ndim != 2 or true.shape[1] != 2 or estimated.shape != true.shape:
+        raise ValueError(f"true and estimated must both be (angle, velocity) [T, 2], got {true.shape} "
+                         f"and {estimated.shape}")
+    if actions.ndim == 1:  # one action dimension, given flat [T - 1]
+        actions = actions[:, None]
+    if len(actions) != len(true) - 1:
+        raise ValueError(f"{len(true)} states need {len(true) - 1} actions between them, got {len(actions)}")
+    fig = _figure(7.5, 5.6)
+    steps = np.arange(len(true))
+    for row, (label, unit) in enumerate((("angle", "rad, 0 = upright"), ("velocity", "rad/s"))):
+        ax = fig.add_subplot(3, 1, row + 1)
+        if row == 0 and tolerance is not None:
+            ax.axhspan(-tolerance, tolerance, color="0.9", label="goal region")
+        ax.plot(steps, true[:, row], color="k", lw=1.2, label="true")
+        ax.plot(steps, estimated[:, row], color="C3", lw=1.0, label="the planner's estimate")
+        ax.set_ylabel(f"{label} ({unit})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if row == 0:
+            ax.legend(fontsize=7, loc="upper left")
+    ax = fig.add_subplot(3, 1, 3)
+    ax.step(steps[:-1], actions, where="post", lw=1.0)
+    ax.set_ylabel("action", fontsize=8)
+    ax.set_xlabel("env step", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save_png(fig, path)
+
+
 def plot_learning_curves(series: Sequence[dict[str, Any]], path: str | Path, *,
                          anchors: dict[str, float] | None = None, title: str = "",
                          xlabel: str = "environment steps", ylabel: str = "return") -> Path:
