@@ -154,7 +154,7 @@ def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_lo
     out["true_spread"] = {"angle_std": float(y[:, 0].std()), "velocity_std": float(y[:, 1].std())}
     out["fall"] = model_fall(model, config, z, y)
     if closed_loop:
-        out["closed_loop"] = closed_loop_error(run, model, z, y, closed_loop, protocol or {}, figure)
+        out["closed_loop"] = closed_loop_error(run, model, config.task, z, y, closed_loop, protocol or {}, figure)
     return out
 
 
@@ -193,7 +193,7 @@ def readout_cost(readout: "LinearReadout", velocity_weight: float, action_weight
                          Q=torch.as_tensor(q, dtype=goal.dtype), R=action_weight)
 
 
-def closed_loop_error(run: Path, model: Any, latents: np.ndarray, targets: np.ndarray, pairs: int,
+def closed_loop_error(run: Path, model: Any, task: str, latents: np.ndarray, targets: np.ndarray, pairs: int,
                       protocol: dict[str, Any], figure: Path | None = None) -> dict[str, Any]:
     """The model's balance episodes (`model_episodes`), each step's filtered latent read through
     read-outs fitted on (latents, targets): RMSE and mean error (bias) of the angle and velocity the
@@ -201,12 +201,10 @@ def closed_loop_error(run: Path, model: Any, latents: np.ndarray, targets: np.nd
     random-action data's. With `figure`, the first episode's true and read-out (linear) state and
     its actions are drawn there (`viz.plot_state_estimate`)."""
     from worldmodel.control import goal_tolerance
-    from worldmodel.e2c import stored_run
     from worldmodel.geometry import readout_predict
 
-    config, _ = stored_run(run)
     episodes = model_episodes(run, model, pairs, protocol)
-    tolerance = goal_tolerance(config.task)
+    tolerance = goal_tolerance(task)
     if figure is not None:
         from worldmodel.viz import plot_state_estimate
 
