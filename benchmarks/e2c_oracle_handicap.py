@@ -140,13 +140,17 @@ def model_state_error(run: Path, episodes: int, steps: int, seed: int, closed_lo
     linear and a k-NN read-out (fitted on other episodes), on frames inside the goal region; its fall;
     and with `closed_loop` pairs, the same read-outs along the model's own MPC episodes (`protocol`:
     E2CConfig overrides such as replan_every)."""
+    from worldmodel.e2c import result_path
     from worldmodel.geometry import readout_rmse_per_target
 
     probe = probe_frames(run, episodes, steps, seed)
     config, result, model = probe["config"], probe["result"], probe["model"]
     z, y, g = probe["latents"], probe["targets"], probe["groups"]
+    # the run's untagged balance result; `result` is its swing-up one where it has both
+    balance = result_path(run, "balance")
     out: dict[str, Any] = {"run": str(run), "frames": int(len(z)), "episodes": episodes,
-                           "balance_percent": result.get("goal_time_percent_mean"),
+                           "balance_percent": json.loads(balance.read_text())["goal_time_percent_mean"]
+                           if balance.is_file() else None,
                            "latent_r2": result.get("latent_r2")}
     for method in ("linear", "knn"):
         rmse = readout_rmse_per_target(z, y, method=method, groups=g, seed=seed)
@@ -414,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         m = model_state_error(run, args.probe_episodes, 16, seed=0, closed_loop=args.closed_loop,
                               protocol=overrides, figure=args.out / f"{stem}_{run.name}.png")
         models.append(m)
-        print(f"{str(run):>40}  balance {m['balance_percent']:5.1f} %  angle RMSE linear "
+        balance = "n/a" if m["balance_percent"] is None else f"{m['balance_percent']:5.1f} %"
+        print(f"{str(run):>40}  balance {balance}  angle RMSE linear "
               f"{m['linear']['angle_rmse']:.3f} / k-NN {m['knn']['angle_rmse']:.3f} rad, velocity "
               f"{m['linear']['velocity_rmse']:.2f} / {m['knn']['velocity_rmse']:.2f} rad/s "
               f"({m['frames']} frames); fall after {FALL_STEPS} steps {m['fall']['ratio_by_k'][-1]:.2f} × the real "

@@ -35,6 +35,55 @@ class UniformPolicy:
         return rng.uniform(self.low, self.high).astype(np.float32)  # [A]
 
 
+# Linear feedback gains on the state (qpos, qvel) that hold each pole domain upright, the action
+# being -gain · state. The pendulum's is a PD law on (θ, θ'), tuned by hand: the angle gain
+# exceeds gravity's 4.91 N·m/rad near upright, and it holds the pole from rest at 0.18 rad (the
+# motor's static limit is 0.205). The cart-pole's, on (x, θ, x', θ'), is the discrete LQR gain
+# for Q = diag(0.1, 1, 0.01, 0.01), R = 0.1 on the finite-difference linearisation at upright with
+# the task's action repeat 8 (re-derived in tests/test_collect.py); it holds the pole from 0.3 rad.
+BALANCE_GAINS: dict[str, tuple[float, ...]] = {
+    "pendulum": (10.0, 2.0),
+    "cartpole": (-0.545, -5.109, -0.691, -1.268),
+}
+
+
+@dataclass(frozen=True)
+class BalancePolicy:
+    """a = clip(-gain · s + noise·ε) on the true state s (qpos, qvel; its pole angle wrapped,
+    0 = upright), ε ~ N(0, 1) each step: a noisy controller that holds a pole near upright, often
+    at full force. Its data show what random actions rarely do: the pole held near the limit of
+    what the actuator can hold, and caught or lost there (E2CConfig.upright_policy)."""
+
+    gain: tuple[float, ...]  # [S], BALANCE_GAINS
+    angle_index: int  # the pole angle's entry of the state, replaced by info["angle"] (wrapped)
+    noise: float = 0.5
+    low: float = -1.0
+    high: float = 1.0
+
+    def __call__(self, obs: np.ndarray, info: dict, rng: np.random.Generator) -> np.ndarray:
+        state = [float(x) for x in info["state"]]
+        state[self.angle_index] = float(info["angle"])
+        a = -sum(g * x for g, x in zip(self.gain, state)) + self.noise * rng.standard_normal()
+        return np.array([np.clip(a, self.low, self.high)], dtype=np.float32)  # [1]
+
+
+def balance_policy(env: PixelEnv, noise: float = 0.5) -> BalancePolicy:
+    """`BalancePolicy` with the env's domain's `BALANCE_GAINS`; ValueError for a domain without."""
+    domain = env.task_spec.domain
+    if domain not in BALANCE_GAINS or env.action_dim != 1:
+        raise ValueError(f"the balance policy has gains only for the domains {tuple(BALANCE_GAINS)}; "
+                         f"{env.name} has none (use policy='random')")
+    if not noise >= 0:
+        raise ValueError(f"noise must be a std >= 0, got {noise!r}")
+    gain = BALANCE_GAINS[domain]
+    if len(gain) != env.state_dim:
+        raise ValueError(f"{domain}'s balance gains have {len(gain)} entries but {env.name}'s state "
+                         f"has {env.state_dim}")
+    space = env.action_space
+    return BalancePolicy(gain=gain, angle_index=int(env.task_spec.angle_qpos), noise=float(noise),
+                         low=float(space.low[0]), high=float(space.high[0]))
+
+
 def random_policy(env_or_dim: PixelEnv | int) -> UniformPolicy:
     """The uniform policy over an env's action box (or over [-1, 1]^A given A)."""
     if isinstance(env_or_dim, (int, np.integer)):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.rollout import UniformPolicy, episode_seeds
+from envs.rollout import BalancePolicy, UniformPolicy, balance_policy, episode_seeds
 from worldmodel.collect import collect, random_policy, run_episode, top_up
 from worldmodel.data import EpisodeDataset
 
@@ -192,3 +192,91 @@ def test_bad_arguments_raise(tmp_path):
         collect(TASK, 1, tmp_path, workers=0, image_size=SIZE, progress=False)
     with pytest.raises(ValueError, match="known tasks"):
         collect("cartpole-run", 1, tmp_path, image_size=SIZE, progress=False)
+
+
+def test_balance_policy_is_clipped_linear_feedback_on_the_wrapped_state():
+    policy = BalancePolicy(gain=(10.0, 2.0), angle_index=0, noise=0.0)
+    rng = np.random.default_rng(0)
+    for angle, velocity, expected in ((0.02, 0.0, -0.2), (-0.01, 0.3, -0.5), (0.2, 0.0, -1.0), (-0.3, 0.0, 1.0)):
+        # the state's angle is unwrapped (a turn more here); the policy uses info's wrapped angle
+        info = {"angle": angle, "state": np.array([angle + 2 * np.pi, velocity])}
+        action = policy(None, info, rng)
+        assert action.shape == (1,) and action[0] == pytest.approx(expected, abs=1e-6)
+    noisy = BalancePolicy(gain=(10.0, 2.0), angle_index=0, noise=0.5)
+    draws = np.array([noisy(None, {"angle": 0.0, "state": np.zeros(2)}, rng)[0] for _ in range(2000)])
+    assert abs(draws.mean()) < 0.05 and draws.std() == pytest.approx(0.5, rel=0.1)
+    with pytest.raises(ValueError, match="gains only for the domains"):
+        balance_policy(envs.make("point_mass-easy", image_size=16))
+    with pytest.raises(ValueError, match="noise must be a std >= 0"):
+        balance_policy(envs.make("pendulum-swingup", image_size=16), noise=-1.0)
+
+
+def _upright_linearisation(env) -> tuple[np.ndarray, np.ndarray]:
+    """(A [S, S], B [S, 1]) of one env step (action repeat included) at upright, at rest, by
+    central differences through env.step."""
+    from envs.rollout import pose_state
+
+    upright, nq = pose_state(env, 0.0), env.physics.model.nq
+
+    def step(state: np.ndarray, action: float) -> np.ndarray:
+        env.reset(sim_state=upright)
+        env.physics.data.qpos[:], env.physics.data.qvel[:] = state[:nq], state[nq:]
+        env.physics.forward()
+        return env.step(np.array([action]))[4]["state"]
+
+    eps, zero = 1e-5, np.zeros(env.state_dim)
+    A = np.stack([(step(zero + eps * e, 0.0) - step(zero - eps * e, 0.0)) / (2 * eps)
+                  for e in np.eye(env.state_dim)], axis=1)
+    B = ((step(zero, eps) - step(zero, -eps)) / (2 * eps))[:, None]
+    return A, B
+
+
+@pytest.mark.parametrize("task, tilt", [("pendulum-swingup", 0.15), ("cartpole-balance", 0.25)])
+def test_balance_gains_stabilise_upright_and_hold_a_tilted_pole(task, tilt):
+    """Each domain's BALANCE_GAINS make the linearised upright pose stable (spectral radius < 1;
+    unstable without them); the cart-pole's are the LQR gain they claim to be; noise-free, the
+    policy holds the pole from `tilt` rad, from which it falls under zero action."""
+    import scipy.linalg
+
+    from envs.rollout import BALANCE_GAINS, pose_state
+
+    env = envs.make(task, image_size=16)
+    A, B = _upright_linearisation(env)
+    K = np.array([BALANCE_GAINS[env.task_spec.domain]])  # [1, S]
+    assert max(abs(np.linalg.eigvals(A))) > 1.01  # upright is unstable
+    assert max(abs(np.linalg.eigvals(A - B @ K))) < 0.95
+    if env.task_spec.domain == "cartpole":
+        Q, R = np.diag([0.1, 1.0, 0.01, 0.01]), np.array([[0.1]])
+        P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+        lqr = np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
+        np.testing.assert_allclose(K, lqr, rtol=0.01, atol=1e-3)
+
+    rng = np.random.default_rng(0)
+
+    def angles(policy_fn) -> list[float]:
+        obs, info = env.reset(sim_state=pose_state(env, tilt))
+        out = []
+        for _ in range(40):
+            obs, _, _, _, info = env.step(policy_fn(obs, info, rng))
+            out.append(abs(info["angle"]))
+        return out
+
+    held = angles(balance_policy(env, noise=0.0))
+    assert max(held) < tilt + 0.01 and held[-1] < 0.05
+    assert max(angles(lambda o, i, r: np.zeros(1))) > np.pi / 2  # unheld, the pole falls
+    env.close()
+
+
+def test_collect_records_the_named_balance_policy(tmp_path):
+    data = collect("pendulum-swingup", 2, tmp_path / "data", policy="balance", image_size=16,
+                   episode_steps=6, start_angles=(-0.1, 0.1), seed=3, progress=False)
+    assert [e.meta["policy"] for e in data.episodes] == ["balance", "balance"]
+    for e in data.episodes:  # held near upright by actions that push against the angle
+        assert np.all(np.abs(e.actions) <= 1.0) and np.all(np.abs(e.states[:, 0]) < np.pi / 6)
+    states = np.concatenate([e.states[:-1] for e in data.episodes])  # [2·6, 2] angle, velocity
+    actions = np.concatenate([e.actions[:, 0] for e in data.episodes])
+    feedback = np.clip(-10.0 * states[:, 0] - 2.0 * states[:, 1], -1.0, 1.0)  # the noise-free action
+    assert np.corrcoef(feedback, actions)[0, 1] > 0.7  # 0.88 measured; noise 0.5 on top
+    with pytest.raises(ValueError, match=r"policy must be one of \('random', 'balance'\)"):
+        collect("pendulum-swingup", 1, tmp_path / "bad", policy="pd", image_size=16, progress=False)
+    assert not (tmp_path / "bad").exists()

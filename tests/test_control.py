@@ -49,6 +49,24 @@ def test_read_only_and_strided_frames_convert_without_warning():
     assert np.array_equal(tensor_to_image(flipped[0]), img[:, ::-1])
 
 
+def test_filtered_latents_take_read_only_frames_and_actions():
+    """Episodes read from an .npz are read-only; filtering them warns of nothing and gives the
+    latents of writable copies (run alone: torch warns of a read-only array once per process)."""
+    from worldmodel.goal_cost import filtered_latents
+
+    torch.manual_seed(0)
+    model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1)).eval()
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
+    actions = rng.uniform(-1, 1, (3, 1)).astype(np.float32)
+    expected = filtered_latents(model, list(frames.copy()), actions.copy())
+    frames.flags.writeable = actions.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        latents = filtered_latents(model, list(frames), actions)
+    assert latents.shape == (4, model.cfg.state_size) and torch.equal(latents, expected)
+
+
 def test_mean_stderr_matches_numpy():
     x = [1.0, 4.0, 2.0, 7.0]
     mean, se = mean_stderr(x)
@@ -165,7 +183,7 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     from worldmodel.e2c import E2CConfig, run_e2c
 
     config = E2CConfig.quick(kl_balance=0.5, overshooting_distance=3, upright_episodes=1,
-                             predictive_coding_scale=0.5)
+                             upright_policy="balance", predictive_coding_scale=0.5)
     result = run_e2c(config, tmp_path, progress=False)
     model_config = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert (model_config["free_nats"], model_config["kl_balance"], model_config["overshooting_distance"],
@@ -213,6 +231,9 @@ def test_e2c_quick_run_writes_its_protocol_results(tmp_path):
     data = EpisodeDataset(tmp_path / "data")
     assert len(data) == config.episodes + config.upright_episodes
     assert [e.meta.get("start_angles") is not None for e in data.episodes] == [False] * config.episodes + [True]
+    assert [e.meta["policy"] for e in data.episodes] == ["random"] * config.episodes + ["balance"]
+    with pytest.raises(ValueError, match="episode 4 recorded with other settings: policy 'balance'"):
+        run_e2c(replace(config, upright_policy="random"), tmp_path, progress=False)
     assert again["settings"]["feedback"] and all(e["plans"] >= 1 for e in again["episodes"])
     goal = again["goal"]
     assert goal["image_goal_drift"] == pytest.approx(result["goal"]["drift"])
@@ -334,6 +355,15 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     for bad in (0.0, -0.1, 4.0):
         with pytest.raises(ValueError, match=f"start_angle must be in \\(0, π\\].* got {bad}"):
             E2CConfig(start_velocity=1.0, start_angle=bad)
+    # the upright episodes' actions: collect's policy names; the balancing controller needs a pendulum
+    from worldmodel.collect import POLICIES
+    from worldmodel.e2c_config import UPRIGHT_POLICIES
+    assert UPRIGHT_POLICIES == POLICIES
+    with pytest.raises(ValueError, match=r"upright_policy must be one of \('random', 'balance'\), got 'pd'"):
+        E2CConfig(upright_policy="pd")
+    assert E2CConfig.for_task("cartpole-balance", upright_policy="balance").upright_policy == "balance"
+    with pytest.raises(ValueError, match="gains only for the domains .*; point_mass-easy needs upright_policy='random'"):
+        E2CConfig(task="point_mass-easy", upright_policy="balance")
 
 
 def test_stored_run_reads_a_folder_with_only_tagged_results(tmp_path):

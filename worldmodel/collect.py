@@ -22,12 +22,14 @@ import numpy as np
 
 import envs
 from envs.pixel_env import PixelEnv
-from envs.rollout import (EpisodeJob, Policy, Rollout, UniformPolicy, random_policy, rollout,
-                          run_job)
+from envs.rollout import (EpisodeJob, Policy, Rollout, UniformPolicy, balance_policy, random_policy,
+                          rollout, run_job)
 from worldmodel.data import Episode, EpisodeDataset
 from worldmodel.data.dataset import MANIFEST
 
-__all__ = ["collect", "top_up", "random_policy", "run_episode", "UniformPolicy"]
+__all__ = ["collect", "top_up", "random_policy", "run_episode", "UniformPolicy", "POLICIES"]
+
+POLICIES = ("random", "balance")  # collect's policies by name
 
 
 def _to_episode(env: PixelEnv, r: Rollout, meta: dict | None) -> Episode:
@@ -69,8 +71,9 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
             start_velocities: tuple[float, float] | None = None) -> EpisodeDataset:
     """Record `episodes` episodes of `task` into the dataset folder `out` (created or appended to).
 
-    policy: "random" (uniform over the action box) or a callable (obs, info, rng) -> action,
-        picklable when workers > 1.
+    policy: "random" (uniform over the action box), "balance" (envs.rollout.BalancePolicy: a
+        noisy linear controller on the true state that holds a pendulum's or cart-pole's pole near
+        upright) or a callable (obs, info, rng) -> action, picklable when workers > 1.
     workers: processes that render episodes (1 renders in this process).
     seed: run seed; episode i uses seeds derived from (seed, i).
     episode_steps: stop each episode after this many env steps (default: the task's full
@@ -92,14 +95,14 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
     env = envs.make(task, image_size=image_size, action_repeat=action_repeat)
     try:
         if isinstance(policy, str):
-            if policy != "random":
-                raise ValueError(f"policy must be 'random' or a callable (obs, info, rng) -> "
-                                 f"action, got {policy!r}")
-            policy_fn: Policy = random_policy(env)
+            if policy not in POLICIES:
+                raise ValueError(f"policy must be one of {POLICIES} or a callable (obs, info, rng) "
+                                 f"-> action, got {policy!r}")
+            policy_fn: Policy = random_policy(env) if policy == "random" else balance_policy(env)
         elif callable(policy):
             policy_fn = policy
         else:
-            raise ValueError(f"policy must be 'random' or a callable, got {policy!r}")
+            raise ValueError(f"policy must be one of {POLICIES} or a callable, got {policy!r}")
         if workers > 1:
             try:
                 pickle.dumps(policy_fn)
@@ -129,7 +132,7 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
                            start + k, episode_steps, start_angles, start_velocities)
                 for k in range(episodes)]
-        meta = {"policy": "random" if isinstance(policy, str) else _policy_name(policy_fn),
+        meta = {"policy": policy if isinstance(policy, str) else _policy_name(policy_fn),
                 "run_seed": int(seed)}
         if start_angles is not None:
             meta["start_angles"] = list(start_angles)

@@ -215,7 +215,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         data = top_up(config.task, config.episodes + config.upright_episodes, out / "data",
                       first=config.episodes, workers=config.workers, seed=config.seed, image_size=config.image_size,
                       action_repeat=config.action_repeat, episode_steps=config.episode_steps,
-                      progress=progress,
+                      progress=progress, policy=config.upright_policy,
                       start_angles=(-config.upright_angle, config.upright_angle))
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
                                      obs_std=config.obs_std, free_nats=config.free_nats,

@@ -110,7 +110,8 @@ def filtered_latents(model: Any, frames: Sequence[np.ndarray], actions: np.ndarr
     (uint8 [H, W, 3]) and the actions a_0..a_{T-1} [T, A] between them."""
     from worldmodel.control import image_to_tensor
 
-    actions = np.asarray(actions, np.float32).reshape(len(frames) - 1, -1)
+    # a copy: actions read from an .npz are read-only, which torch warns about
+    actions = np.array(actions, np.float32).reshape(len(frames) - 1, -1)
     state = model.filter_step(None, None, image_to_tensor(frames[0]))
     latents = [model.to_vector(state)[0]]
     for a, frame in zip(actions, frames[1:]):
