@@ -94,6 +94,10 @@ def random_policy(env_or_dim: PixelEnv | int) -> UniformPolicy:
     return UniformPolicy(tuple(float(x) for x in space.low), tuple(float(x) for x in space.high))
 
 
+# policies by name (`collect(policy=NAME)`, E2CConfig.upright_policy): each builds from an env
+NAMED_POLICIES: dict[str, Callable[[PixelEnv], Policy]] = {"random": random_policy, "balance": balance_policy}
+
+
 def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
     """(env seed, policy rng) of episode `index` in a run seeded with `seed` (see module doc)."""
     if seed < 0 or index < 0:

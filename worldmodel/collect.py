@@ -22,14 +22,14 @@ import numpy as np
 
 import envs
 from envs.pixel_env import PixelEnv
-from envs.rollout import (EpisodeJob, Policy, Rollout, UniformPolicy, balance_policy, random_policy,
+from envs.rollout import (NAMED_POLICIES, EpisodeJob, Policy, Rollout, UniformPolicy, random_policy,
                           rollout, run_job)
 from worldmodel.data import Episode, EpisodeDataset
 from worldmodel.data.dataset import MANIFEST
 
 __all__ = ["collect", "top_up", "random_policy", "run_episode", "UniformPolicy", "POLICIES"]
 
-POLICIES = ("random", "balance")  # collect's policies by name
+POLICIES = tuple(NAMED_POLICIES)  # collect's policies by name
 
 
 def _to_episode(env: PixelEnv, r: Rollout, meta: dict | None) -> Episode:
@@ -98,7 +98,7 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
             if policy not in POLICIES:
                 raise ValueError(f"policy must be one of {POLICIES} or a callable (obs, info, rng) "
                                  f"-> action, got {policy!r}")
-            policy_fn: Policy = random_policy(env) if policy == "random" else balance_policy(env)
+            policy_fn: Policy = NAMED_POLICIES[policy](env)
         elif callable(policy):
             policy_fn = policy
         else:

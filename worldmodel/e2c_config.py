@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import envs
-from envs.rollout import BALANCE_GAINS
+from envs.rollout import BALANCE_GAINS, NAMED_POLICIES
 
 GOALS = ("image", "equilibrium")  # E2CConfig.goal
-UPRIGHT_POLICIES = ("random", "balance")  # E2CConfig.upright_policy (collect's policy names)
+UPRIGHT_POLICIES = tuple(NAMED_POLICIES)  # E2CConfig.upright_policy: collect's policy names
 
 
 @dataclass(frozen=True)
