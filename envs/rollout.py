@@ -84,6 +84,61 @@ def balance_policy(env: PixelEnv, noise: float = 0.5) -> BalancePolicy:
                          low=float(space.low[0]), high=float(space.high[0]))
 
 
+@dataclass(frozen=True)
+class SwingUpPolicy:
+    """A noisy energy-pumping swing-up with the balancing law near the top, on the true state of a
+    single pole (angle wrapped, 0 = upright). Away from the top it pushes along the pole's motion
+    while the energy e = θ'²/2 − ω0²(1 − cos θ) (per unit inertia) is below the upright pose's 0,
+    and against it above: a = clip(−pump·e·θ'). Within `switch_angle` of upright it acts as
+    `BalancePolicy`: a = clip(−gain · (θ, θ')). ε ~ N(0, 1) each step, times `noise`, is added in
+    both. Its data show the path a swing-up takes, which random actions hardly ever pump along
+    (E2CConfig.swingup_episodes)."""
+
+    omega_sq: float  # ω0² = m·g·l / I (1/s²): gravity's angular acceleration at horizontal
+    gain: tuple[float, float]  # BALANCE_GAINS of the domain, on (θ, θ')
+    switch_angle: float = 0.5  # rad from upright where the balancing law takes over
+    pump: float = 1.0  # a per unit of e·θ' (saturates within a few rad/s of the target energy)
+    noise: float = 0.5
+    low: float = -1.0
+    high: float = 1.0
+
+    def energy(self, angle: float, velocity: float) -> float:
+        """e(θ, θ'), 0 at rest upright, −2·ω0² at rest hanging."""
+        return 0.5 * velocity ** 2 - self.omega_sq * (1.0 - np.cos(angle))
+
+    def __call__(self, obs: np.ndarray, info: dict, rng: np.random.Generator) -> np.ndarray:
+        angle, velocity = float(info["angle"]), float(info["state"][1])
+        if abs(angle) < self.switch_angle:
+            a = -(self.gain[0] * angle + self.gain[1] * velocity)
+        else:
+            a = -self.pump * self.energy(angle, velocity) * velocity
+        a += self.noise * rng.standard_normal()
+        return np.array([np.clip(a, self.low, self.high)], dtype=np.float32)  # [1]
+
+
+def gravity_rate(env: PixelEnv) -> float:
+    """ω0² (1/s²) of `env`'s single pole: its angular acceleration at rest at horizontal under zero
+    action, read from the simulator (so it follows a changed motor or mass). Resets `env`."""
+    pose_state(env, np.pi / 2)
+    data = env.physics.data
+    data.ctrl[:] = 0.0
+    env.physics.forward()
+    return float(data.qacc[env.task_spec.angle_qpos])
+
+
+def swingup_policy(env: PixelEnv, noise: float = 0.5) -> SwingUpPolicy:
+    """`SwingUpPolicy` for a pendulum-domain env; ValueError for any other."""
+    if env.task_spec.domain != "pendulum":
+        raise ValueError(f"the swing-up policy pumps a single pole's energy: it works for the pendulum "
+                         f"domain only, not {env.name} (use policy='random' or 'balance')")
+    if not noise >= 0:
+        raise ValueError(f"noise must be a std >= 0, got {noise!r}")
+    space = env.action_space
+    gain = BALANCE_GAINS["pendulum"]
+    return SwingUpPolicy(omega_sq=gravity_rate(env), gain=(gain[0], gain[1]), noise=float(noise),
+                         low=float(space.low[0]), high=float(space.high[0]))
+
+
 def random_policy(env_or_dim: PixelEnv | int) -> UniformPolicy:
     """The uniform policy over an env's action box (or over [-1, 1]^A given A)."""
     if isinstance(env_or_dim, (int, np.integer)):
@@ -95,7 +150,8 @@ def random_policy(env_or_dim: PixelEnv | int) -> UniformPolicy:
 
 
 # policies by name (`collect(policy=NAME)`, E2CConfig.upright_policy): each builds from an env
-NAMED_POLICIES: dict[str, Callable[[PixelEnv], Policy]] = {"random": random_policy, "balance": balance_policy}
+NAMED_POLICIES: dict[str, Callable[[PixelEnv], Policy]] = {
+    "random": random_policy, "balance": balance_policy, "swingup": swingup_policy}
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:

@@ -32,7 +32,8 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, required=True, help="number of episodes to add")
     p.add_argument("--out", required=True, help="dataset folder; re-running appends, never overwrites")
     p.add_argument("--policy", default="random", help="'random' (uniform actions), 'balance' (a noisy "
-                   "controller holding a pendulum's or cart-pole's pole near upright) or module:function")
+                   "controller holding a pendulum's or cart-pole's pole near upright), 'swingup' (a noisy "
+                   "energy-pumping swing-up of the pendulum that balances at the top) or module:function")
     p.add_argument("--workers", type=int, default=1, help="render in K spawned processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=64)

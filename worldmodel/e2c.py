@@ -217,6 +217,12 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
                       action_repeat=config.action_repeat, episode_steps=config.episode_steps,
                       progress=progress, policy=config.upright_policy,
                       start_angles=(-config.upright_angle, config.upright_angle))
+    if config.swingup_episodes:
+        first = config.episodes + config.upright_episodes
+        data = top_up(config.task, first + config.swingup_episodes, out / "data", first=first,
+                      workers=config.workers, seed=config.seed, image_size=config.image_size,
+                      action_repeat=config.action_repeat, episode_steps=config.episode_steps,
+                      progress=progress, policy="swingup")
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
                                      obs_std=config.obs_std, free_nats=config.free_nats,
                                      kl_balance=config.kl_balance,

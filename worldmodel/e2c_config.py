@@ -41,6 +41,10 @@ class E2CConfig:
     # such episodes the pendulum balances 77.4, 93.8 and 100.0 % on seeds 0-2; with 100 random-action
     # ones from the same starts 6.1, 13.0 and 8.2 %. Not on the cart-pole: 15.6 % (docs/e2c_results.md)
     upright_policy: str = "random"
+    # extra episodes (after the upright ones) from the task's random start, acted by a noisy
+    # energy-pumping swing-up that balances near the top (envs.rollout.SwingUpPolicy; pendulum
+    # domain only): the path the swing-up takes, which random actions rarely pump along. 0 = none
+    swingup_episodes: int = 0
     # E2C, PCC and PC3 sample training states uniformly over the pole's angle and velocity.
     # A number v: every training and held-out episode starts at an angle uniform in [-π, π) and a
     # pole velocity uniform in [-v, v] rad/s. None: the task's own random start, at rest. On the
@@ -123,6 +127,14 @@ class E2CConfig:
         if self.upright_policy == "balance" and envs.spec(self.task).domain not in BALANCE_GAINS:
             raise ValueError(f"upright_policy='balance' has gains only for the domains "
                              f"{tuple(BALANCE_GAINS)}; {self.task} needs upright_policy='random'")
+        if self.upright_policy == "swingup" and envs.spec(self.task).domain != "pendulum":
+            raise ValueError(f"upright_policy='swingup' needs the pendulum domain; {self.task} needs "
+                             f"upright_policy='random' or 'balance'")
+        if self.swingup_episodes < 0:
+            raise ValueError(f"swingup_episodes must be >= 0, got {self.swingup_episodes!r}")
+        if self.swingup_episodes and envs.spec(self.task).domain != "pendulum":
+            raise ValueError(f"swingup_episodes needs the pendulum domain (its controller pumps a "
+                             f"single pole's energy); {self.task} needs swingup_episodes=0")
         if self.goal not in GOALS:
             raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
         if self.start_velocity is not None and not self.start_velocity >= 0:
