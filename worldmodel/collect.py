@@ -74,7 +74,8 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
     policy: "random" (uniform over the action box), "balance" (envs.rollout.BalancePolicy: a
         noisy linear controller on the true state that holds a pendulum's or cart-pole's pole near
         upright), "swingup" (envs.rollout.SwingUpPolicy: a noisy energy-pumping swing-up of the
-        pendulum that balances near the top) or a callable (obs, info, rng) -> action, picklable when workers > 1.
+        pendulum that balances near the top) or a callable (obs, info, rng) -> action, picklable
+        when workers > 1.
     workers: processes that render episodes (1 renders in this process).
     seed: run seed; episode i uses seeds derived from (seed, i).
     episode_steps: stop each episode after this many env steps (default: the task's full
