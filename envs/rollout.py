@@ -118,7 +118,7 @@ class SwingUpPolicy:
 
 def gravity_rate(env: PixelEnv) -> float:
     """ω0² (1/s²) of `env`'s single pole: its angular acceleration at rest at horizontal under zero
-    action, read from the simulator (so it follows a changed motor or mass). Resets `env`."""
+    action, read from the simulator rather than from the XML's masses and lengths. Resets `env`."""
     pose_state(env, np.pi / 2)
     data = env.physics.data
     data.ctrl[:] = 0.0
