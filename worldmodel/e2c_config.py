@@ -46,7 +46,8 @@ class E2CConfig:
     # domain only): the path the swing-up takes, which random actions rarely pump along. 0 = none.
     # With 100 of them beside 100 balancing episodes (seed 0) the model's 25-step open-loop error
     # along the oracle's swing-up halved, but the swing-up stayed at 0.0 % and balance fell from
-    # 77.4 to 6.4 %: near upright the model lost the action's effect (docs/e2c_results.md)
+    # 77.4 to 6.4 % (seed 1: 93.8 to 23.3): near upright the model lost much of the action's
+    # effect (docs/e2c_results.md)
     swingup_episodes: int = 0
     # E2C, PCC and PC3 sample training states uniformly over the pole's angle and velocity.
     # A number v: every training and held-out episode starts at an angle uniform in [-π, π) and a
