@@ -232,6 +232,19 @@ def _upright_linearisation(env) -> tuple[np.ndarray, np.ndarray]:
     return A, B
 
 
+def _abs_angles(env, policy_fn, *, start: float, steps: int) -> np.ndarray:
+    """|pole angle| [steps] after each step of `policy_fn` from rest at `start` rad (0 = upright)."""
+    from envs.rollout import pose_state
+
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(sim_state=pose_state(env, start))
+    out = []
+    for _ in range(steps):
+        obs, _, _, _, info = env.step(policy_fn(obs, info, rng))
+        out.append(abs(info["angle"]))
+    return np.array(out)
+
+
 @pytest.mark.parametrize("task, tilt", [("pendulum-swingup", 0.15), ("cartpole-balance", 0.25)])
 def test_balance_gains_stabilise_upright_and_hold_a_tilted_pole(task, tilt):
     """Each domain's BALANCE_GAINS make the linearised upright pose stable (spectral radius < 1;
@@ -239,7 +252,7 @@ def test_balance_gains_stabilise_upright_and_hold_a_tilted_pole(task, tilt):
     policy holds the pole from `tilt` rad, from which it falls under zero action."""
     import scipy.linalg
 
-    from envs.rollout import BALANCE_GAINS, pose_state
+    from envs.rollout import BALANCE_GAINS
 
     env = envs.make(task, image_size=16)
     A, B = _upright_linearisation(env)
@@ -252,15 +265,8 @@ def test_balance_gains_stabilise_upright_and_hold_a_tilted_pole(task, tilt):
         lqr = np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)
         np.testing.assert_allclose(K, lqr, rtol=0.01, atol=1e-3)
 
-    rng = np.random.default_rng(0)
-
-    def angles(policy_fn) -> list[float]:
-        obs, info = env.reset(sim_state=pose_state(env, tilt))
-        out = []
-        for _ in range(40):
-            obs, _, _, _, info = env.step(policy_fn(obs, info, rng))
-            out.append(abs(info["angle"]))
-        return out
+    def angles(policy_fn) -> np.ndarray:
+        return _abs_angles(env, policy_fn, start=tilt, steps=40)
 
     held = angles(balance_policy(env, noise=0.0))
     assert max(held) < tilt + 0.01 and held[-1] < 0.05
@@ -312,18 +318,10 @@ def test_swingup_policy_swings_the_pendulum_up_and_holds_it():
     """Noise-free from near hanging, the controller brings the pole up and keeps it there for most
     of dm_control's 250-step episode (75 steps to arrive, 70 % in the goal region, measured);
     zero action never leaves the bottom."""
-    from envs.rollout import pose_state
-
     env = envs.make("pendulum-swingup", image_size=16)
-    rng = np.random.default_rng(0)
 
     def angles(policy_fn) -> np.ndarray:
-        obs, info = env.reset(sim_state=pose_state(env, np.pi - 0.1))
-        out = []
-        for _ in range(250):
-            obs, _, _, _, info = env.step(policy_fn(obs, info, rng))
-            out.append(abs(info["angle"]))
-        return np.array(out)
+        return _abs_angles(env, policy_fn, start=np.pi - 0.1, steps=250)
 
     up = angles(swingup_policy(env, noise=0.0)) < np.pi / 6
     assert up.mean() > 0.6 and up[-100:].all()

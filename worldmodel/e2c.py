@@ -208,21 +208,19 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     destination = result_path(out, config.start, tag)  # so does a bad tag
     out = Path(out)
     t0 = time.time()
-    data = top_up(config.task, config.episodes, out / "data", workers=config.workers,
-                  seed=config.seed, image_size=config.image_size, action_repeat=config.action_repeat,
-                  episode_steps=config.episode_steps, progress=progress, **config.start_pose())
-    if config.upright_episodes:
-        data = top_up(config.task, config.episodes + config.upright_episodes, out / "data",
-                      first=config.episodes, workers=config.workers, seed=config.seed, image_size=config.image_size,
-                      action_repeat=config.action_repeat, episode_steps=config.episode_steps,
-                      progress=progress, policy=config.upright_policy,
-                      start_angles=(-config.upright_angle, config.upright_angle))
-    if config.swingup_episodes:
-        first = config.episodes + config.upright_episodes
-        data = top_up(config.task, first + config.swingup_episodes, out / "data", first=first,
-                      workers=config.workers, seed=config.seed, image_size=config.image_size,
-                      action_repeat=config.action_repeat, episode_steps=config.episode_steps,
-                      progress=progress, policy="swingup")
+    recording = dict(workers=config.workers, seed=config.seed, image_size=config.image_size,
+                     action_repeat=config.action_repeat, episode_steps=config.episode_steps,
+                     progress=progress)
+    data = top_up(config.task, config.episodes, out / "data", **recording, **config.start_pose())
+    # the extra episodes after the random ones, each set from its own policy and starts, in order
+    first = config.episodes
+    for count, extra in ((config.upright_episodes,
+                          dict(policy=config.upright_policy,
+                               start_angles=(-config.upright_angle, config.upright_angle))),
+                         (config.swingup_episodes, dict(policy="swingup"))):
+        if count:
+            data = top_up(config.task, first + count, out / "data", first=first, **recording, **extra)
+        first += count
     model_config = ModelConfig.small(transition="locally_linear", stoch_size=config.latent_size,
                                      obs_std=config.obs_std, free_nats=config.free_nats,
                                      kl_balance=config.kl_balance,
