@@ -85,6 +85,18 @@ def set_torque_ratio(physics: Any, ratio: float) -> None:
     physics.model.ptr.actuator_gear[0, 0] *= ratio * gravity_torque(physics) / max_torque(physics)
 
 
+def _check_camera(model: Any, task: str, camera: int | str) -> None:
+    """ValueError naming `task`'s cameras unless `camera` is one of its ids (-1: MuJoCo's free
+    camera) or names. Rendering would catch it too, but only at the first frame."""
+    names = [mujoco.mj_id2name(model.ptr, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
+    if isinstance(camera, str) and camera in names:
+        return
+    if isinstance(camera, (int, np.integer)) and not isinstance(camera, bool) and -1 <= camera < model.ncam:
+        return
+    raise ValueError(f"camera {camera!r} is not a camera of {task}: use an id in [-1, {model.ncam - 1}] "
+                     f"(-1 is MuJoCo's free camera) or a name in {names}")
+
+
 class PixelEnv(gym.Env):
     """A dm_control task with image observations; build it with `envs.make(name, ...)`."""
 
@@ -109,6 +121,7 @@ class PixelEnv(gym.Env):
         suite, self._engine = _import_dm_control()
         self._env = suite.load(task.domain, task.task, task_kwargs={"random": seed})
         self.physics = self._env.physics  # dm_control Physics, for the true-simulator oracle
+        _check_camera(self.physics.model, name, camera)  # before any caller writes to disk
         if task.torque_ratio is not None:
             set_torque_ratio(self.physics, task.torque_ratio)
         # Simulator steps per control step: 1 for the suite tasks, kept for generality.

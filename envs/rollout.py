@@ -242,17 +242,18 @@ class EpisodeJob:
     steps: int | None = None  # env steps per episode; None: the full episode
     start_angles: tuple[float, float] | None = None  # pole angle range of a posed start (rollout)
     start_velocities: tuple[float, float] | None = None  # its pole velocity range (rad/s)
+    camera: int | str | None = None  # dm_control camera id or name; None: the task's
 
 
 @functools.lru_cache(maxsize=1)
-def _worker_env(task: str, image_size: int, action_repeat: int) -> PixelEnv:
+def _worker_env(task: str, image_size: int, action_repeat: int, camera: int | str | None) -> PixelEnv:
     """One env per worker process, built on its first job and reused (a GL context is costly)."""
-    return make(task, image_size=image_size, action_repeat=action_repeat)
+    return make(task, image_size=image_size, action_repeat=action_repeat, camera=camera)
 
 
 def run_job(job: EpisodeJob, env: PixelEnv | None = None) -> Rollout:
     """Record one episode; in a pool worker (env=None) the process's cached env is used."""
     if env is None:
-        env = _worker_env(job.task, job.image_size, job.action_repeat)
+        env = _worker_env(job.task, job.image_size, job.action_repeat, job.camera)
     env_seed, rng = episode_seeds(job.seed, job.index)
     return rollout(env, job.policy, rng, env_seed, job.steps, job.start_angles, job.start_velocities)

@@ -16,6 +16,8 @@ from worldmodel.demo import DemoConfig
     (["e2c", "--out", "{tmp}/e2c", "--set", "planner=lbfgs"], "lbfgs"),
     (["e2c", "--task", "point_mass-easy", "--out", "{tmp}/e2c"], "has none"),
     (["collect", "--task", "cartpole-run", "--episodes", "1", "--out", "{tmp}/d"], "known tasks"),
+    (["collect", "--task", "cartpole-balance", "--episodes", "1", "--out", "{tmp}/d", "--camera", "side"],
+     "a name in ['fixed', 'lookatcart']"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["worldmodel", *(a.format(tmp=tmp_path) for a in argv)])
@@ -23,6 +25,23 @@ def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, monkeypatch
     assert console_main() == 2
     err = capsys.readouterr().err
     assert err.startswith("worldmodel: error: ") and message in err and "Traceback" not in err
+
+
+def test_collect_camera_flag_takes_an_id_or_a_name(tmp_path):
+    """`--camera 1` and `--camera lookatcart` name the same camera, and the dataset says which."""
+    import json
+
+    from worldmodel.cli import main
+
+    for camera, recorded in (("1", 1), ("lookatcart", "lookatcart")):
+        out = tmp_path / camera
+        main(["collect", "--task", "cartpole-balance", "--episodes", "1", "--out", str(out), "--image-size", "8",
+              "--action-repeat", "50", "--camera", camera])
+        assert json.loads((out / "manifest.json").read_text())["camera"] == recorded
+    with pytest.raises(ValueError, match="not a camera of cartpole-balance"):
+        main(["collect", "--task", "cartpole-balance", "--episodes", "1", "--out", str(tmp_path / "side"),
+              "--camera", "side"])
+    assert not (tmp_path / "side").exists()  # refused before the folder is made
 
 
 def test_traceback_on_request(tmp_path, monkeypatch):

@@ -1,14 +1,18 @@
 """Tests for worldmodel.collect: episodes from pixel tasks into a dataset folder."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 import envs
-from envs.rollout import (BalancePolicy, SwingUpPolicy, UniformPolicy, balance_policy, episode_seeds,
-                          gravity_rate, swingup_policy)
+from envs.rollout import (BalancePolicy, EpisodeJob, SwingUpPolicy, UniformPolicy, balance_policy,
+                          episode_seeds, gravity_rate, run_job, swingup_policy)
 from worldmodel.collect import collect, random_policy, run_episode, top_up
 from worldmodel.data import EpisodeDataset
+from worldmodel.data.dataset import MANIFEST
+from worldmodel.data.episode import DataError
 
 # cartpole-balance with repeat 25: 40 env steps per episode (still 1000 simulator steps)
 TASK, SIZE, REPEAT, T = "cartpole-balance", 16, 25, 40
@@ -177,6 +181,31 @@ def test_top_up_refuses_a_folder_whose_episodes_were_recorded_otherwise(tmp_path
     assert len(top_up(TASK, 3, tmp_path / "data", first=2, **upright)) == 3  # a re-run reuses it
     with pytest.raises(ValueError, match="episode 2 recorded with other settings"):
         top_up(TASK, 3, tmp_path / "data", first=2, **options)
+
+
+def test_another_camera_records_the_same_episode_and_a_folder_keeps_one_camera(tmp_path):
+    """E2C's cart-pole can be filmed by the camera that follows the cart; the episode underneath
+    (seeds, actions, states) must not change, and one dataset must not mix two cameras."""
+    options = dict(image_size=SIZE, action_repeat=REPEAT, seed=2, progress=False, episode_steps=4)
+    fixed = collect(TASK, 1, tmp_path / "fixed", **options)
+    near = collect(TASK, 1, tmp_path / "near", camera="lookatcart", **options)
+    assert fixed.manifest["camera"] == fixed[0].meta["camera"] == 0
+    assert near.manifest["camera"] == near[0].meta["camera"] == "lookatcart"
+    for field in ("actions", "rewards", "states"):
+        assert np.array_equal(getattr(fixed[0], field), getattr(near[0], field))
+    assert not np.array_equal(fixed[0].images, near[0].images)
+    # a pool worker builds its own env from the job: it must film with the job's camera
+    job = EpisodeJob(TASK, SIZE, REPEAT, random_policy(1), 2, 0, 4, camera="lookatcart")
+    assert np.array_equal(run_job(job).images, near[0].images)
+    with pytest.raises(DataError, match="camera = 'lookatcart', but camera = 0 was asked"):
+        collect(TASK, 1, tmp_path / "near", **options)
+    # a manifest written before cameras were recorded is camera 0's
+    manifest = json.loads((tmp_path / "fixed" / MANIFEST).read_text())
+    del manifest["camera"]
+    (tmp_path / "fixed" / MANIFEST).write_text(json.dumps(manifest))
+    assert len(collect(TASK, 1, tmp_path / "fixed", **options)) == 2
+    with pytest.raises(DataError, match="camera = 0, but camera = 1 was asked"):
+        collect(TASK, 1, tmp_path / "fixed", camera=1, **options)
 
 
 def test_bad_arguments_raise(tmp_path):

@@ -94,6 +94,32 @@ def test_run_folder_without_a_run_is_a_clear_error(tmp_path):
         evaluate(tmp_path, EvalConfig(episodes=1))
 
 
+def test_a_run_is_evaluated_through_the_camera_its_data_came_from(tmp_path, monkeypatch):
+    """A model trained on one camera's images sees nothing it knows through another."""
+    import json
+
+    import envs
+
+    manifest = {"task": TASK, "image_size": SIZE, "action_repeat": REPEAT}
+    for camera, expected in ((None, 0), ("lookatcart", "lookatcart")):  # None: written before the record
+        run = tmp_path / str(camera)
+        run.mkdir()
+        recorded = manifest if camera is None else {**manifest, "camera": camera}
+        (run / "config.json").write_text(json.dumps({"data_manifest": recorded}))
+        assert run_task(run)["camera"] == expected
+    made = []
+
+    def record_and_stop(*args, **kwargs):  # the env's settings are all this test needs
+        made.append(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(envs, "make", record_and_stop)
+    model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1))
+    with pytest.raises(RuntimeError, match="stop"):
+        evaluate_model(model, TASK, EvalConfig(episodes=1), image_size=SIZE, camera="lookatcart", progress=False)
+    assert made[0]["camera"] == "lookatcart"
+
+
 def test_unknown_planner_name_lists_the_known_ones():
     model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1))
     with pytest.raises(ValueError, match="cem"):

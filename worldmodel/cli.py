@@ -19,7 +19,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     dataset = collect(args.task, args.episodes, args.out, policy=args.policy, workers=args.workers,
                       seed=args.seed, image_size=args.image_size, action_repeat=args.action_repeat,
-                      episode_steps=args.episode_steps)
+                      episode_steps=args.episode_steps, camera=args.camera)
     returns = [float(dataset[i].rewards.sum()) for i in range(len(dataset))]
     print(f"{args.out}: {len(dataset)} episodes, {dataset.num_steps} steps of {dataset.manifest['task']}; "
           f"mean return {sum(returns) / max(len(returns), 1):.1f}")
@@ -40,7 +40,15 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action-repeat", type=int, default=None, help="default: the task's (PlaNet's)")
     p.add_argument("--episode-steps", type=int, default=None,
                    help="stop each episode after this many env steps (default: the full episode)")
+    p.add_argument("--camera", type=_camera, default=None,
+                   help="dm_control camera id or name (default: the task's, 0); e.g. 'lookatcart' "
+                        "follows the cart-pole's cart from nearer")
     p.set_defaults(func=_collect)
+
+
+def _camera(text: str) -> int | str:
+    """A camera id (digits) or name."""
+    return int(text) if text.isdigit() else text
 
 
 def _resolve_policy(spec: str) -> str | Callable:

@@ -35,7 +35,7 @@ POLICIES = tuple(NAMED_POLICIES)  # collect's policies by name
 def _to_episode(env: PixelEnv, r: Rollout, meta: dict | None) -> Episode:
     """Wrap a rollout with the meta data that describe it."""
     info = {"task": env.name, "image_size": env.image_size, "action_repeat": env.action_repeat,
-            "seed": r.seed, "return": float(r.rewards.sum(dtype=np.float64)),
+            "camera": env.camera, "seed": r.seed, "return": float(r.rewards.sum(dtype=np.float64)),
             "clipped": int(r.clipped)}
     return Episode(images=r.images, actions=r.actions, rewards=r.rewards,
                    states=r.states.astype(np.float32), meta={**info, **(meta or {})})
@@ -68,7 +68,8 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
             image_size: int = 64, action_repeat: int | None = None,
             episode_steps: int | None = None, progress: bool = True,
             start_angles: tuple[float, float] | None = None,
-            start_velocities: tuple[float, float] | None = None) -> EpisodeDataset:
+            start_velocities: tuple[float, float] | None = None,
+            camera: int | str | None = None) -> EpisodeDataset:
     """Record `episodes` episodes of `task` into the dataset folder `out` (created or appended to).
 
     policy: "random" (uniform over the action box), "balance" (envs.rollout.BalancePolicy: a
@@ -87,6 +88,8 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
     start_velocities: (low, high), with start_angles: the pole starts turning at a velocity
         uniform in this range (rad/s) instead of at rest. With start_angles (-π, π) the start
         state is uniform over angle and velocity, as E2C, PCC and PC3 sample their training data.
+    camera: dm_control camera id or name to render (default: the task's, PlaNet's camera 0). A
+        dataset folder holds one camera's images: appending another camera's is an error.
     Returns the dataset, holding the old episodes followed by the new ones.
     """
     for name, value, low in (("episodes", episodes, 0), ("workers", workers, 1), ("seed", seed, 0)):
@@ -94,7 +97,7 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     # The parent's env gives the action box and state size; it renders only when workers == 1
     # (its GL context is created lazily, on the first render).
-    env = envs.make(task, image_size=image_size, action_repeat=action_repeat)
+    env = envs.make(task, image_size=image_size, action_repeat=action_repeat, camera=camera)
     try:
         if isinstance(policy, str):
             if policy not in POLICIES:
@@ -129,10 +132,10 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
         # every argument is checked before the dataset folder is created
         ds = EpisodeDataset.create(out, task=task, image_size=image_size,
                                    action_repeat=env.action_repeat, action_dim=env.action_dim,
-                                   state_dim=env.state_dim)
+                                   state_dim=env.state_dim, camera=env.camera)
         start = len(ds)
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
-                           start + k, episode_steps, start_angles, start_velocities)
+                           start + k, episode_steps, start_angles, start_velocities, env.camera)
                 for k in range(episodes)]
         meta = {"policy": policy if isinstance(policy, str) else _policy_name(policy_fn),
                 "run_seed": int(seed)}

@@ -37,8 +37,9 @@ PUBLISHED["pendulum-swingup_pc3"] = PUBLISHED["pendulum-swingup"]  # their own m
 
 
 def make_env(config: E2CConfig) -> Any:
-    """The protocol's environment: `config.task` at its image size and action repeat."""
-    return envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat)
+    """The protocol's environment: `config.task` at its image size, action repeat and camera."""
+    return envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat,
+                     camera=config.camera)
 
 
 def make_planner(config: E2CConfig) -> Any:
@@ -210,7 +211,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     t0 = time.time()
     recording = dict(workers=config.workers, seed=config.seed, image_size=config.image_size,
                      action_repeat=config.action_repeat, episode_steps=config.episode_steps,
-                     progress=progress)
+                     camera=config.camera, progress=progress)
     data = top_up(config.task, config.episodes, out / "data", **recording, **config.start_pose())
     # the extra episodes after the random ones, each set from its own policy and starts, in order
     first = config.episodes
@@ -247,7 +248,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     # held-out episodes from the training distribution: the latent geometry and its R²
     heldout = top_up(config.task, config.heldout_episodes, out / "heldout", seed=config.seed + 10_000,
                      image_size=config.image_size, action_repeat=config.action_repeat,
-                     episode_steps=config.episode_steps,
+                     episode_steps=config.episode_steps, camera=config.camera,
                      progress=progress, **config.start_pose())
     pictures = render_run_pictures(model, run_dir, heldout, out / "pictures", task=config.task)
     env = make_env(config)

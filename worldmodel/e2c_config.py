@@ -63,6 +63,10 @@ class E2CConfig:
     # PCC/PC3 act every 0.02 s, i.e. 1 on dm_control's pendulum; horizon, replan_every, steps and
     # episode_steps count env steps, so a finer repeat needs them scaled to keep their durations.
     action_repeat: int | None = None
+    # the dm_control camera of every image (training, held-out, protocol); None: the task's, 0.
+    # On the cart-pole, camera 0 ("fixed") draws the pole about one pixel wide at 80x80 and loses
+    # the cart off the frame's edge; "lookatcart" turns to follow the cart from nearer.
+    camera: int | str | None = None
     train_steps: int = 3000
     batch_size: int = 32
     chunk_length: int = 12

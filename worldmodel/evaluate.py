@@ -18,12 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodel.atomic import atomic_write_json
+from worldmodel.data.dataset import DEFAULT_CAMERA
 from worldmodel.control import (EvalConfig, LatentMPCAgent, OracleAgent, RandomAgent,
                                 run_episode, summarise)
 
 
 def run_task(run_dir: str | Path) -> dict[str, Any]:
-    """Task, image size and action repeat of the data a run was trained on."""
+    """Task, image size, action repeat and camera of the data a run was trained on."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
@@ -39,23 +40,25 @@ def run_task(run_dir: str | Path) -> dict[str, Any]:
         data = run_data_path(run_dir, config)
         manifest = json.loads((data / MANIFEST).read_text())
     return {"task": manifest["task"], "image_size": int(manifest["image_size"]),
-            "action_repeat": int(manifest["action_repeat"])}
+            "action_repeat": int(manifest["action_repeat"]),
+            "camera": manifest.get("camera", DEFAULT_CAMERA)}
 
 
 def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int,
                    action_repeat: int | None = None, progress: bool = True,
-                   video: str | Path | None = None) -> dict[str, Any]:
+                   video: str | Path | None = None, camera: int | str | None = None) -> dict[str, Any]:
     """Evaluate a model's MPC on `task`, with the oracle and random baselines as configured.
 
     video: where to write the first learned-model episode, real frames (left) beside the frames
         the model predicted one step ahead when it chose each action (right); `out["video"]`
         holds the path written (a GIF when no MP4 encoder is installed).
+    camera: the dm_control camera the model's images came from (`run_task`'s; None: the task's).
     """
     import envs
     import planners
 
     planner = planners.make(config.planner, **config.planner_overrides)
-    env = envs.make(task, image_size=image_size, action_repeat=action_repeat)
+    env = envs.make(task, image_size=image_size, action_repeat=action_repeat, camera=camera)
     n_oracle = config.episodes if config.oracle_episodes is None else config.oracle_episodes
     # episode i of every kind starts from the same seed (paired); each kind gets as many as asked
     seeds = [config.seed * 1000 + i for i in range(max(config.episodes, n_oracle, config.random_episodes))]
@@ -137,7 +140,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig, *, progress: bool = True,
     name = config.result_name
     t0 = time.time()
     out = evaluate_model(model, task["task"], config, image_size=task["image_size"],
-                         action_repeat=task["action_repeat"], progress=progress,
+                         action_repeat=task["action_repeat"], camera=task["camera"], progress=progress,
                          video=run_dir / "eval" / f"{name}_episode.mp4" if video else None)
     out["wall_seconds"] = time.time() - t0
     atomic_write_json(run_dir / "eval" / f"{name}.json", out)

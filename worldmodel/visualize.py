@@ -161,7 +161,7 @@ def _command(args: argparse.Namespace) -> int:
         from worldmodel.collect import top_up
 
         heldout = top_up(task["task"], 3, out / "heldout", seed=12345, image_size=task["image_size"],
-                         action_repeat=task["action_repeat"])
+                         action_repeat=task["action_repeat"], camera=task["camera"])
     result = render_run_pictures(model, run, heldout, out, task=task["task"], device=args.device)
     print(f"latent R² on held-out episodes: linear {result['latent_r2']:.3f}, k-NN {result['latent_r2_knn']:.3f}")
     for name, path in result["files"].items():

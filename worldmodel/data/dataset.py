@@ -22,6 +22,7 @@ from worldmodel.atomic import atomic_write_json
 from worldmodel.data.episode import DataError, Episode, image_hw, load_episode, save_episode
 
 MANIFEST = "manifest.json"
+DEFAULT_CAMERA = 0  # the camera of a manifest that records none (envs.registry's default for every task)
 VERSION = 1
 _EPISODE_FILE = re.compile(r"^episode_(\d+)\.npz$")
 _FIXED_FIELDS = ("task", "image_size", "action_repeat", "action_dim", "state_dim")
@@ -84,11 +85,17 @@ class EpisodeDataset:
 
     @classmethod
     def create(cls, path: str | os.PathLike, *, task: str, image_size: int | tuple[int, int],
-               action_repeat: int, action_dim: int, state_dim: int, skip_bad: bool = False) -> "EpisodeDataset":
-        """A new, empty dataset folder, or the existing one at `path` if it records the same settings."""
+               action_repeat: int, action_dim: int, state_dim: int, skip_bad: bool = False,
+               camera: int | str | None = None) -> "EpisodeDataset":
+        """A new, empty dataset folder, or the existing one at `path` if it records the same settings.
+
+        camera: the dm_control camera the images come from, recorded when given. A manifest
+        without one is camera 0's (`DEFAULT_CAMERA`): every dataset before the record was."""
         root = Path(path)
         wanted = {"task": task, "image_size": image_size if isinstance(image_size, int) else list(image_hw(image_size)),
                   "action_repeat": int(action_repeat), "action_dim": int(action_dim), "state_dim": int(state_dim)}
+        if camera is not None:
+            wanted["camera"] = camera
         image_hw(image_size)
         for name in ("action_repeat", "action_dim", "state_dim"):
             if wanted[name] < 1:
@@ -96,8 +103,9 @@ class EpisodeDataset:
         if (root / MANIFEST).is_file():
             dataset = cls(root, skip_bad=skip_bad)
             for name, value in wanted.items():
-                if not _same(name, dataset.manifest[name], value):
-                    raise DataError(f"{root} already holds a dataset with {name} = {dataset.manifest[name]!r}, "
+                have = dataset.manifest.get(name, DEFAULT_CAMERA) if name == "camera" else dataset.manifest[name]
+                if not _same(name, have, value):
+                    raise DataError(f"{root} already holds a dataset with {name} = {have!r}, "
                                     f"but {name} = {value!r} was asked for; use another folder")
             return dataset
         root.mkdir(parents=True, exist_ok=True)
