@@ -108,6 +108,7 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
     `episodes` episodes that start at rest there (kept in RUN/upright_probe: a re-run reads the same)."""
     import torch
 
+    import envs
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
     from worldmodel.control import goal_tolerance
@@ -119,16 +120,19 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
     model, _, _ = load_model(run / "run")
     tolerance = goal_tolerance(config.task)
     data = top_up(config.task, episodes, run / "upright_probe", seed=seed, image_size=config.image_size,
-                  action_repeat=config.action_repeat, episode_steps=steps, progress=False,
+                  action_repeat=config.action_repeat, camera=config.camera, episode_steps=steps, progress=False,
                   start_angles=(-tolerance, tolerance))
+    # the pole's qpos column, and its qvel column: every joint of these models has one dof (nq = nv)
+    pole = envs.spec(config.task).angle_qpos
     latents, targets, groups = [], [], []
     for i, ep in enumerate(data.episodes):
         z = filtered_latents(model, list(ep.images), ep.actions).numpy()
-        angle = np.remainder(ep.states[:, 0] + math.pi, 2 * math.pi) - math.pi
+        angle = np.remainder(ep.states[:, pole] + math.pi, 2 * math.pi) - math.pi
         keep = np.abs(angle) < tolerance
         keep[:2] = False  # the filter's first frames: no velocity seen yet
         latents.append(z[keep])
-        targets.append(np.stack([angle, ep.states[:, 1]], axis=1)[keep])
+        velocity = ep.states[:, ep.states.shape[1] // 2 + pole]
+        targets.append(np.stack([angle, velocity], axis=1)[keep])
         groups.append(np.full(int(keep.sum()), i))
     return {"config": config, "result": result, "model": model, "latents": np.concatenate(latents),
             "targets": np.concatenate(targets), "groups": np.concatenate(groups)}
@@ -404,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                 estimate_for = lambda env, f=fitted: LatentReadout(f["model"], f["latents"], f["targets"])  # noqa: E731
                 # the env renders and steps as the run's model was trained to see it
                 seen = fitted["config"]
-                protocol = replace(config, image_size=seen.image_size, action_repeat=seen.action_repeat)
+                protocol = replace(config, image_size=seen.image_size, action_repeat=seen.action_repeat,
+                                   camera=seen.camera)
             row = {"flaw": name, "value": value, "handicap": asdict(handicap),
                    **handicapped_protocol(protocol, handicap, args.pairs, estimate_for), "seconds": time.time() - t0}
         rows.append(row)

@@ -56,3 +56,28 @@ def test_flaw_values_parse_and_refuse_unknown_flaws():
         bench.flaw_values(["wind=1"], "--sweep")
     with pytest.raises(SystemExit, match="numbers separated by commas"):
         bench.flaw_values(["angle_noise=a,b"], "--together")
+
+
+def test_probe_frames_read_the_cart_poles_pole_through_the_runs_camera(tmp_path, monkeypatch):
+    """The cart-pole's state is (x, θ, ẋ, θ̇): the probe must read θ and θ̇, not the pendulum's
+    columns 0 and 1, and film through the camera the run's model was trained on."""
+    import math
+
+    import worldmodel.checkpoint
+    import worldmodel.e2c
+    from worldmodel import ModelConfig, WorldModel
+    from worldmodel.data import EpisodeDataset
+    from worldmodel.e2c import E2CConfig
+
+    config = E2CConfig.for_task("cartpole-balance", quick=True, image_size=32, camera="lookatcart")
+    model = WorldModel(ModelConfig.small(obs_shape=(3, 32, 32), action_dim=1))
+    monkeypatch.setattr(worldmodel.e2c, "stored_run", lambda run, **overrides: (config, {}))
+    monkeypatch.setattr(worldmodel.checkpoint, "load_model", lambda path, **kw: (model, None, None))
+    probe = bench.probe_frames(tmp_path, episodes=2, steps=6, seed=0)
+    data = EpisodeDataset(tmp_path / "upright_probe")
+    assert data.manifest["camera"] == "lookatcart"
+    states = np.concatenate([ep.states[2:] for ep in data.episodes])  # the probe skips each episode's first 2
+    angle = np.remainder(states[:, 1] + math.pi, 2 * math.pi) - math.pi
+    keep = np.abs(angle) < math.pi / 10
+    assert 0 < keep.sum() == len(probe["targets"])
+    np.testing.assert_allclose(probe["targets"], np.stack([angle, states[:, 3]], axis=1)[keep], rtol=1e-6)

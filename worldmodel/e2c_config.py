@@ -64,8 +64,9 @@ class E2CConfig:
     # episode_steps count env steps, so a finer repeat needs them scaled to keep their durations.
     action_repeat: int | None = None
     # the dm_control camera of every image (training, held-out, protocol); None: the task's, 0.
-    # On the cart-pole, camera 0 ("fixed") draws the pole about one pixel wide at 80x80 and loses
-    # the cart off the frame's edge; "lookatcart" turns to follow the cart from nearer.
+    # On the cart-pole at 80x80, camera 0 ("fixed") draws the upright pole 23 pixels long and
+    # loses the cart beyond |x| ~ 1.5 m; "lookatcart" follows the cart from nearer but clips the
+    # pole's top. Balance, seed 0: 17.8 % with camera 0, 14.9 with "lookatcart" (docs/e2c_results.md)
     camera: int | str | None = None
     train_steps: int = 3000
     batch_size: int = 32
