@@ -33,7 +33,7 @@ def test_collect_camera_flag_takes_an_id_or_a_name(tmp_path):
 
     from worldmodel.cli import main
 
-    for camera, recorded in (("1", 1), ("lookatcart", "lookatcart")):
+    for camera, recorded in (("1", 1), ("lookatcart", "lookatcart"), ("-1", -1)):
         out = tmp_path / camera
         main(["collect", "--task", "cartpole-balance", "--episodes", "1", "--out", str(out), "--image-size", "8",
               "--action-repeat", "50", "--camera", camera])

@@ -47,8 +47,8 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
 
 
 def _camera(text: str) -> int | str:
-    """A camera id (digits) or name."""
-    return int(text) if text.isdigit() else text
+    """A camera id (an integer; -1 is MuJoCo's free camera) or name."""
+    return int(text) if text.removeprefix("-").isdigit() else text
 
 
 def _resolve_policy(spec: str) -> str | Callable:
