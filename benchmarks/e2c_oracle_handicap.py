@@ -108,12 +108,11 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
     `episodes` episodes that start at rest there (kept in RUN/upright_probe: a re-run reads the same)."""
     import torch
 
-    import envs
     from worldmodel.checkpoint import load_model
     from worldmodel.collect import top_up
     from worldmodel.control import goal_tolerance
     from worldmodel.e2c import stored_run
-    from worldmodel.goal_cost import filtered_latents
+    from worldmodel.goal_cost import angle_index, filtered_latents
 
     torch.set_num_threads(1)
     config, result = stored_run(run)
@@ -123,7 +122,7 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
                   action_repeat=config.action_repeat, camera=config.camera, episode_steps=steps, progress=False,
                   start_angles=(-tolerance, tolerance))
     # the pole's qpos column, and its qvel column: every joint of these models has one dof (nq = nv)
-    pole = envs.spec(config.task).angle_qpos
+    pole = angle_index(config.task)
     latents, targets, groups = [], [], []
     for i, ep in enumerate(data.episodes):
         z = filtered_latents(model, list(ep.images), ep.actions).numpy()

@@ -246,10 +246,9 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     for p in model.parameters():
         p.requires_grad_(False)
     # held-out episodes from the training distribution: the latent geometry and its R²
-    heldout = top_up(config.task, config.heldout_episodes, out / "heldout", seed=config.seed + 10_000,
-                     image_size=config.image_size, action_repeat=config.action_repeat,
-                     episode_steps=config.episode_steps, camera=config.camera,
-                     progress=progress, **config.start_pose())
+    # (recorded as the training data are, with their own seeds; a few short episodes: no worker pool)
+    heldout = top_up(config.task, config.heldout_episodes, out / "heldout",
+                     **{**recording, "seed": config.seed + 10_000, "workers": 1}, **config.start_pose())
     pictures = render_run_pictures(model, run_dir, heldout, out / "pictures", task=config.task)
     env = make_env(config)
     goal, goal_info = protocol_goal(model, env, config)
