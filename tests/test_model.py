@@ -57,7 +57,7 @@ def test_config_presets_and_json_round_trip():
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 80, 80), (3, 84, 84), (7,)])
+@pytest.mark.parametrize("obs_shape", [(3, 32, 32), (3, 80, 80), (3, 84, 84), (3, 128, 128), (7,)])
 def test_shapes_and_loss_terms(name, obs_shape):
     model = _model(name, obs_shape, overshooting_distance=3 if name == "rssm" else 0)
     cfg, batch = model.cfg, _batch(model.cfg)

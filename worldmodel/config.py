@@ -11,7 +11,8 @@ from typing import Any, Optional, TypeVar
 
 TRANSITIONS = ("gaussian", "rssm", "locally_linear")
 DECODERS = ("auto", "conv", "mlp", "linear")
-IMAGE_SIZES = (32, 48, 64, 80, 84)  # 48 and 80: E2C's pendulum and cart-pole; 64: PlaNet; 84: DrQ/CURL
+IMAGE_SIZES = (32, 48, 64, 80, 84, 128)  # 48 and 80: E2C's pendulum and cart-pole; 64: PlaNet;
+# 84: DrQ/CURL; 128: the cart-pole's pole at a finer angle resolution (docs/e2c_results.md)
 ACTIVATIONS = ("relu", "elu")
 
 

@@ -1,4 +1,4 @@
-"""Network building blocks: conv encoder/decoder for 32/48/64/80/84 px images, MLPs, a GRU cell.
+"""Network building blocks: conv encoder/decoder for 32/48/64/80/84/128 px images, MLPs, a GRU cell.
 
 Shapes: images x [N, C, S, S] (float, [-0.5, 0.5]); embeddings e [N, E]; features f [N, F].
 All per-frame networks take a flat batch N = B·T so one conv call covers a whole training batch.
