@@ -247,6 +247,10 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
         E2CConfig.for_task("cartpole-balance", swingup_episodes=10)
     with pytest.raises(ValueError, match="swingup_episodes must be >= 0"):
         E2CConfig(swingup_episodes=-1)
+    # an image size the conv stack has no plan for is refused before any data is collected
+    assert E2CConfig.for_task("cartpole-balance", image_size=128).image_size == 128
+    with pytest.raises(ValueError, match=r"image_size must be one of \(32, 48, 64, 80, 84, 128\).* got 100"):
+        E2CConfig.for_task("cartpole-balance", image_size=100)
 
 
 def test_stored_run_reads_a_folder_with_only_tagged_results(tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 
 import envs
 from envs.rollout import BALANCE_GAINS, NAMED_POLICIES
+from worldmodel.config import IMAGE_SIZES
 
 GOALS = ("image", "equilibrium")  # E2CConfig.goal
 UPRIGHT_POLICIES = tuple(NAMED_POLICIES)  # E2CConfig.upright_policy: collect's policy names
@@ -133,6 +134,9 @@ class E2CConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
+        if self.image_size not in IMAGE_SIZES:  # refused here, not after minutes of data collection
+            raise ValueError(f"image_size must be one of {IMAGE_SIZES}, the sizes the conv encoder "
+                             f"and decoder are built for; got {self.image_size!r}")
         if self.upright_policy not in UPRIGHT_POLICIES:
             raise ValueError(f"upright_policy must be one of {UPRIGHT_POLICIES}, got {self.upright_policy!r}")
         if self.upright_policy == "balance" and envs.spec(self.task).domain not in BALANCE_GAINS:
