@@ -113,6 +113,7 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
     from worldmodel.control import goal_tolerance
     from worldmodel.e2c import stored_run
     from worldmodel.goal_cost import angle_index, filtered_latents
+    from worldmodel.task_rewards import dimensions
 
     torch.set_num_threads(1)
     config, result = stored_run(run)
@@ -121,8 +122,8 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
     data = top_up(config.task, episodes, run / "upright_probe", seed=seed, image_size=config.image_size,
                   action_repeat=config.action_repeat, camera=config.camera, episode_steps=steps, progress=False,
                   start_angles=(-tolerance, tolerance))
-    # the pole's qpos column, and its qvel column: every joint of these models has one dof (nq = nv)
-    pole = angle_index(config.task)
+    pole = angle_index(config.task)  # the pole's qpos column; its qvel column is nq + pole
+    nq, _, _ = dimensions(config.task)
     latents, targets, groups = [], [], []
     for i, ep in enumerate(data.episodes):
         z = filtered_latents(model, list(ep.images), ep.actions).numpy()
@@ -130,7 +131,7 @@ def probe_frames(run: Path, episodes: int, steps: int, seed: int) -> dict[str, A
         keep = np.abs(angle) < tolerance
         keep[:2] = False  # the filter's first frames: no velocity seen yet
         latents.append(z[keep])
-        velocity = ep.states[:, ep.states.shape[1] // 2 + pole]
+        velocity = ep.states[:, nq + pole]
         targets.append(np.stack([angle, velocity], axis=1)[keep])
         groups.append(np.full(int(keep.sum()), i))
     return {"config": config, "result": result, "model": model, "latents": np.concatenate(latents),
