@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced, kl_gaussian,
+from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced, kl_gaussian, soft_cap,
                                       std_from_raw)
 
 
@@ -60,6 +60,22 @@ def test_free_nats_clamps_value_and_gradient():
     assert free_nats(kl, 0.0) is kl
     with pytest.raises(ValueError, match="free nats"):
         free_nats(kl, -1.0)
+
+
+def test_soft_cap_is_the_identity_below_and_logarithmic_above():
+    kl = torch.tensor([0.0, 3.0, 99.9, 100.0, 1e3, 1e18], requires_grad=True)
+    out = soft_cap(kl, 100.0)
+    assert torch.equal(out[:4], kl[:4])  # below the cap: the same floats
+    assert out[4].item() == pytest.approx(100.0 * (1.0 + math.log(10.0)))
+    assert out[5].item() == pytest.approx(100.0 * (1.0 + math.log(1e16)))
+    (grad,) = torch.autograd.grad(out.sum(), kl)
+    assert grad[:4].tolist() == [1.0, 1.0, 1.0, 1.0]  # finite at 0: no log(0) leaks into the gradient
+    assert grad[4].item() == pytest.approx(0.1) and grad[5].item() == pytest.approx(1e-16)  # cap / KL
+    # continuous at the cap
+    assert soft_cap(torch.tensor(100.0 + 1e-3), 100.0).item() == pytest.approx(100.0 + 1e-3, abs=1e-4)
+    assert soft_cap(kl, None) is kl
+    with pytest.raises(ValueError, match="KL cap"):
+        soft_cap(kl, 0.0)
 
 
 def test_std_floor_and_log_prob():

@@ -158,6 +158,32 @@ def test_overshooting_overflow_names_its_setting(data, tmp_path, monkeypatch):
         train(tiny_model_config(), tiny_train_config(steps=2), data, tmp_path / "run", progress=False)
 
 
+def test_an_infinite_gradient_from_a_finite_loss_names_the_largest_term(data, tmp_path, monkeypatch):
+    from worldmodel import WorldModel
+
+    class InfiniteGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("inf")
+
+    loss = WorldModel.loss
+
+    def runaway(self, batch, generator=None):  # as measured: finite terms, one of them 1e18
+        terms = loss(self, batch, generator)
+        terms["overshooting_kl"] = terms["kl_dyn"].detach() * 0 + 1.1e18
+        terms["loss"] = InfiniteGradient.apply(terms["loss"])
+        return terms
+
+    monkeypatch.setattr(WorldModel, "loss", runaway)
+    with pytest.raises(NonFiniteLossError, match=r"step 1: grad_norm = (inf|nan) \(the largest loss term: "
+                                                 r"overshooting_kl = 1\.1e\+18\).*overshooting_kl_cap"):
+        train(tiny_model_config(), tiny_train_config(steps=2), data, tmp_path / "run", progress=False)
+
+
 def test_resume_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="holds no run"):
         train(None, None, None, tmp_path / "empty", resume=True, progress=False)

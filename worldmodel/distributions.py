@@ -57,6 +57,21 @@ def free_nats(kl: torch.Tensor, nats: float) -> torch.Tensor:
     return torch.clamp(kl, min=nats)
 
 
+def soft_cap(kl: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """KL elementwise below `cap` nats, cap·(1 + log(KL / cap)) above it; None returns `kl`.
+
+    Continuous with slope 1 at the cap, so nothing changes for values below it, bit for bit.
+    Above it the gradient shrinks as cap / KL: one open-loop rollout that has run away to 1e18
+    nats still pulls back, but no longer swamps the update with an infinite gradient.
+    """
+    if cap is None:
+        return kl
+    if not cap > 0:
+        raise ValueError(f"the KL cap must be > 0 nats or None (no cap), got {cap}")
+    above = cap * (1.0 + torch.log(torch.clamp(kl, min=cap) / cap))  # clamp: no log(0) in the unused branch
+    return torch.where(kl > cap, above, kl)
+
+
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float | torch.Tensor,
                       event_dims: int) -> torch.Tensor:
     """log N(x; μ, σ²) in float32, summed over the last `event_dims` dims (full constants).

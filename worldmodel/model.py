@@ -24,7 +24,7 @@ from torch import nn
 
 from worldmodel.config import ModelConfig
 from worldmodel.data.batch import Batch
-from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced, kl_gaussian,
+from worldmodel.distributions import (free_nats, gaussian_log_prob, kl_balanced, kl_gaussian, soft_cap,
                                       standard_normal)
 from worldmodel.networks import ConvDecoder, ConvEncoder, mlp, vector_decoder, VectorEncoder
 from worldmodel.predictive_coding import info_nce
@@ -295,7 +295,8 @@ class WorldModel(nn.Module):
         """Latent overshooting (PlaNet, Sec. 3) from every start t at once, per time step:
 
         - "overshooting_kl": mean over d = 2..D of the KL between the (stop-gradient) posterior
-          at t+d and the d-step open-loop prior from the posterior at t, free nats per step;
+          at t+d and the d-step open-loop prior from the posterior at t, softly capped
+          (`overshooting_kl_cap`), then free nats, per step;
         - "overshooting_reward_nll" (only with overshooting_reward_scale > 0 and a reward head):
           mean over d = 1..D of the reward NLL of the d-step open-loop latents. The planner
           scores plans by exactly these rewards, which drift from the truth over the horizon
@@ -327,6 +328,7 @@ class WorldModel(nn.Module):
                 continue
             kl = kl_gaussian(target.mean[:, idx].flatten(0, 1), target.std[:, idx].flatten(0, 1),
                              state.mean, state.std).unflatten(0, (b, t - 1))  # [B, T-1]
+            kl = soft_cap(kl, cfg.overshooting_kl_cap)
             kl_total = kl_total + (free_nats(kl, cfg.free_nats) * valid).sum(1).mean() / t
             kl_count += 1
         out = {"overshooting_kl": kl_total / max(kl_count, 1)}

@@ -97,6 +97,23 @@ class _LossModule(torch.nn.Module):
         return self.model.loss(batch, generator=generator)
 
 
+def _divergence_message(step: int, name: str, value: float, terms: dict[str, float]) -> str:
+    """What diverged at `step`, and which setting to try. A finite loss can still give an infinite
+    gradient: then the largest loss term is named, the likely source."""
+    culprit, detail = name, ""
+    if name == "grad_norm":
+        finite = {k: v for k, v in terms.items()
+                  if k not in ("loss", "elbo", "grad_norm") and abs(v) < float("inf")}
+        if finite:
+            culprit = max(finite, key=lambda k: abs(finite[k]))
+            detail = f" (the largest loss term: {culprit} = {finite[culprit]:.3g})"
+    hint = ("a smaller overshooting_distance or overshooting_kl_cap (open-loop rollouts of that many steps "
+            "ran away), a lower lr or grad_clip" if culprit.startswith("overshooting")
+            else "a lower lr or grad_clip")
+    return (f"training diverged at step {step}: {name} = {value}{detail}; the parameters were not updated "
+            f"and the last checkpoint (step <= {step - 1}) is intact. Try {hint}.")
+
+
 class Trainer:
     """Model, optimiser and sampler of one process, and the update step.
 
@@ -156,12 +173,7 @@ class Trainer:
         result = {name: v / self.info.world_size for name, v in zip(names, values)}
         for name, v in result.items():
             if v != v or v in (float("inf"), float("-inf")):
-                hint = ("a smaller overshooting_distance (open-loop rollouts of that many steps "
-                        "overflowed), a lower lr or grad_clip" if name.startswith("overshooting")
-                        else "a lower lr or grad_clip")
-                raise NonFiniteLossError(f"training diverged at step {self.step + 1}: {name} = {v}; the "
-                                         f"parameters were not updated and the last checkpoint (step "
-                                         f"<= {self.step}) is intact. Try {hint}.")
+                raise NonFiniteLossError(_divergence_message(self.step + 1, name, v, result))
         self.optimizer.step()
         self.step += 1
         return result, stop
