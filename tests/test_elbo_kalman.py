@@ -9,6 +9,8 @@ for any encoder, and training only the encoder closes the gap down to what a fil
 q(z_t | o_≤t, z_{t−1}) can reach (it never sees o_{>t}, so it cannot match the smoothing posterior).
 """
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,20 +19,15 @@ import torch
 from worldmodel import ModelConfig, WorldModel
 from worldmodel.data.batch import Batch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import one_thread  # noqa: E402,F401 (one_thread: autouse)
+
 Z, D, T = 2, 4, 10
 Q_STD, R_STD = 0.3, 0.25
 _rng = np.random.default_rng(0)
 A_TRUE = 0.95 * np.array([[math.cos(0.3), -math.sin(0.3)], [math.sin(0.3), math.cos(0.3)]])
 B_TRUE = np.array([[0.5], [0.0]])
 C_TRUE = _rng.normal(size=(D, Z))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def simulate(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

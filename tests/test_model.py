@@ -13,18 +13,9 @@ from worldmodel.data.batch import Batch
 from worldmodel.model import GoalObjective
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import fit_on_batch  # noqa: E402
+from train_fixtures import fit_on_batch, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 FAMILIES = ["gaussian", "rssm", "locally_linear"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread avoids oversubscribing the shared cores (10x slower otherwise)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _model(name, obs_shape=(3, 32, 32), **kw):

@@ -1,18 +1,16 @@
 """The soft cap on latent overshooting's KL (ModelConfig.overshooting_kl_cap): no effect on a model
 whose open-loop rollouts stay near the data, a finite update from one whose rollouts run away."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from worldmodel import ModelConfig, WorldModel
 from worldmodel.data import Batch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 
 def _loss_and_grad_norm(cap, runaway):
