@@ -110,8 +110,10 @@ def test_resume_may_raise_the_budget_and_a_finished_run_is_not_redone(tmp_path):
     assert first["episodes"] == 3 and first["return_mean"] is None
     again = run_online(None, run, resume=True, progress=False)
     assert again == first  # summary.json is reused, nothing is collected
+    assert "resumed" not in json.loads((run / "config.json").read_text())  # and no sitting recorded
     more = run_online(tiny(env_steps=4000, final_eval_episodes=0), run, resume=True, progress=False)
     assert more["episodes"] == 4 and more["train_steps"] == 6
+    assert [r["episodes"] for r in json.loads((run / "config.json").read_text())["resumed"]] == [3]
 
 
 def test_value_head_and_reward_overshooting_train_inside_the_online_loop(tmp_path):

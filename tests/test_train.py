@@ -94,6 +94,8 @@ def test_resume_of_a_finished_run_returns_its_metrics(data, tmp_path):
     result = train(tiny_model_config(), config, data, tmp_path / "r", progress=False)
     again = train(None, None, None, tmp_path / "r", resume=True, progress=False)
     assert again == result and [r["step"] for r in read_metrics(tmp_path / "r")] == [2, 3]
+    # nothing was trained, so no sitting is recorded (two such reads side by side raced on it)
+    assert "resumed" not in json.loads((tmp_path / "r" / "config.json").read_text())
 
 
 def test_ctrl_c_saves_then_resume_matches(data, tmp_path, monkeypatch):

@@ -186,7 +186,8 @@ class _OnlineRun:
         record.setdefault("created", now)
         record.setdefault("versions", versions())
         record.setdefault("machine", machine())
-        if resume:
+        finished = self.env_steps >= self.config.env_steps and (self.out / SUMMARY_FILE).is_file()
+        if resume and not finished:  # a finished run read back is not a new sitting
             record["resumed"] = [*record.get("resumed", []), {"at": now, "episodes": self.episodes,
                                                               "device": self.device_name,
                                                               "versions": versions(), "machine": machine()}]

@@ -333,7 +333,7 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
                       **ckpt.data_record(out_dir, data_path), "data_manifest": trainer.dataset.manifest,
                       "world_size": info.world_size, "versions": versions(), "machine": machine()}
         run_config.setdefault("created", now)
-        if resume:
+        if resume and trainer.step < config.steps:  # a finished run read back is not a new sitting
             run_config["resumed"] = [*run_config.get("resumed", []), {"at": now, "step": trainer.step}]
         ckpt.write_run_config(out_dir, run_config)
     start = time.perf_counter()
