@@ -27,9 +27,8 @@ import numpy as np
 
 import envs
 
-# qpos indices of hinge angles per domain (cartpole.xml: slider, hinge_1; pendulum.xml: hinge).
-_ANGLES = {"pendulum": [0], "cartpole": [1], "point_mass": []}
-_DIMS = {"pendulum": (1, 1), "cartpole": (2, 2), "point_mass": (2, 2)}
+# The regression targets per domain; the hinge angle's qpos index (`envs.spec(task).angle_qpos`) and
+# the state's sizes (`task_rewards.dimensions`) come from where the tasks are defined.
 _NAMES = {
     "pendulum": ["cos θ", "sin θ", "θ̇"],
     "cartpole": ["x", "cos θ", "sin θ", "ẋ", "θ̇"],
@@ -39,8 +38,8 @@ _NAMES = {
 
 def _domain(task: str) -> str:
     domain = envs.spec(task).domain
-    if domain not in _ANGLES:
-        raise ValueError(f"no state targets for task {task!r}; known domains: {sorted(_ANGLES)} "
+    if domain not in _NAMES:
+        raise ValueError(f"no state targets for task {task!r}; known domains: {sorted(_NAMES)} "
                          f"(tasks are named 'domain-task', e.g. 'cartpole-swingup')")
     return domain
 
@@ -53,15 +52,18 @@ def target_names(task: str) -> list[str]:
 def state_targets(task: str, states: np.ndarray) -> np.ndarray:
     """Regression targets from true states [N, nq + nv]: each hinge angle θ becomes (cos θ, sin θ)
     in place; other positions and all velocities are kept. Returns [N, K] float64."""
-    domain = _domain(task)
-    nq, nv = _DIMS[domain]
+    from worldmodel.task_rewards import dimensions
+
+    _domain(task)
+    nq, nv, _ = dimensions(task)
+    angle = envs.spec(task).angle_qpos
     s = _as_2d(states, "states")
     if s.shape[1] != nq + nv:
         raise ValueError(f"{task} states must be [N, nq + nv] = [N, {nq + nv}] (qpos then qvel), "
                          f"got shape {s.shape}")
     columns = []
     for i in range(nq):
-        if i in _ANGLES[domain]:
+        if i == angle:
             columns += [np.cos(s[:, i]), np.sin(s[:, i])]
         else:
             columns.append(s[:, i])
