@@ -256,6 +256,23 @@ def test_resume_accepts_settings_added_since_the_run_started_and_speed_knobs(sta
     assert tiny(channels_last=True, precision="bfloat16").train_config().channels_last
 
 
+def test_a_run_renders_its_camera_and_evaluation_reads_it_back(started_run, tmp_path):
+    from worldmodel.evaluate import run_task
+
+    run = tmp_path / "near"
+    run_online(tiny(camera="lookatcart"), run, progress=False, stop_when=lambda c: True)  # as started_run
+    assert EpisodeDataset(run / online.DATA_DIR).manifest["camera"] == "lookatcart"
+    assert run_task(run)["camera"] == "lookatcart" and run_task(started_run)["camera"] == 0
+    near, fixed = episodes_of(run)[0], episodes_of(started_run)[0]
+    np.testing.assert_array_equal(near.states[0], fixed.states[0])  # the same start (seed 0) ...
+    assert np.abs(near.images[0].astype(int) - fixed.images[0].astype(int)).mean() > 5  # ... seen nearer
+    with pytest.raises(ValueError, match="'camera' differs.*run has 'lookatcart'.*gives 'fixed'"):
+        main(["run", "--out", str(run), "--resume", "--camera", "fixed"])
+    with pytest.raises(ValueError, match="not a camera of cartpole-balance.*lookatcart"):
+        run_online(tiny(camera="no_such_camera"), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "config.json").exists()
+
+
 def test_a_new_run_never_overwrites_an_existing_one(started_run):
     with pytest.raises(FileExistsError, match="--resume"):
         run_online(tiny(), started_run)

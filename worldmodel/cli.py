@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from worldmodel.run_cli import camera_argument
+
 # Off-screen rendering through EGL unless the user chose a backend (DESIGN.md section 4).
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -40,15 +42,10 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action-repeat", type=int, default=None, help="default: the task's (PlaNet's)")
     p.add_argument("--episode-steps", type=int, default=None,
                    help="stop each episode after this many env steps (default: the full episode)")
-    p.add_argument("--camera", type=_camera, default=None,
+    p.add_argument("--camera", type=camera_argument, default=None,
                    help="dm_control camera id or name (default: the task's, 0); e.g. 'lookatcart' "
                         "follows the cart-pole's cart from nearer")
     p.set_defaults(func=_collect)
-
-
-def _camera(text: str) -> int | str:
-    """A camera id (an integer; -1 is MuJoCo's free camera) or name."""
-    return int(text) if text.removeprefix("-").isdigit() else text
 
 
 def _resolve_policy(spec: str) -> str | Callable:

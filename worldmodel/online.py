@@ -144,7 +144,8 @@ class _OnlineRun:
         self.config, self.out, self.progress, self.stop_when = config, out, progress, stop_when
         self.device = devices.resolve_device(config.device)
         self.device_name = devices.describe(self.device)
-        self.env = envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat)
+        self.env = envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat,
+                             camera=config.camera)  # a bad camera: ValueError naming the task's
         self.episode_env_steps = self.env.max_steps * self.env.action_repeat  # 1000 for the suite
         if config.chunk_length > self.env.max_steps:
             self.env.close()
@@ -176,7 +177,8 @@ class _OnlineRun:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         stored = ckpt.read_run_config(self.out) if resume and (self.out / ckpt.CONFIG_FILE).exists() else {}
         manifest = {"task": self.config.task, "image_size": self.config.image_size,
-                    "action_repeat": self.env.action_repeat, "action_dim": self.env.action_dim,
+                    "action_repeat": self.env.action_repeat, "camera": self.env.camera,
+                    "action_dim": self.env.action_dim,
                     "state_dim": self.env.state_dim}
         record = {**stored, "online": self.config.to_dict(), "model": self.model_config.to_dict(),
                   "train": self.train_config.to_dict(), **ckpt.data_record(self.out, self.out / DATA_DIR),
@@ -223,7 +225,8 @@ class _OnlineRun:
             self.data = EpisodeDataset.create(self.out / DATA_DIR, task=self.config.task,
                                               image_size=self.config.image_size,
                                               action_repeat=self.env.action_repeat,
-                                              action_dim=self.env.action_dim, state_dim=self.env.state_dim)
+                                              action_dim=self.env.action_dim, state_dim=self.env.state_dim,
+                                              camera=self.env.camera)
         return self.data
 
     def _legs(self, wall: float) -> list[dict[str, Any]]:

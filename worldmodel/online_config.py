@@ -57,6 +57,7 @@ class OnlineConfig(DictConfig):
     final_eval_episodes: int = 10  # the headline number: DESIGN.md section 6 asks for >= 10
     image_size: int = 64  # PlaNet
     action_repeat: int | None = None  # None: the task's default (PlaNet: 8 for cart-pole)
+    camera: int | str | None = None  # dm_control camera id or name; None: the task's (PlaNet's 0)
     model: str = "small"  # ModelConfig preset: small (CPU) | planet
     transition: str = "rssm"
     # other ModelConfig fields. The constructor replaces this dict; `cpu()`, and so `--set model.KEY`,

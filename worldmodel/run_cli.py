@@ -20,6 +20,11 @@ from typing import Any
 PRESETS = ("cpu", "planet")
 
 
+def camera_argument(text: str) -> int | str:
+    """A camera id (an integer; -1 is MuJoCo's free camera) or name."""
+    return int(text) if text.removeprefix("-").isdigit() else text
+
+
 def config_overrides(pairs: list[str]) -> dict[str, Any]:
     """`--set` pairs -> OnlineConfig keyword arguments (model.* and planner.* nested)."""
     from worldmodel.evaluate import parse_overrides
@@ -42,7 +47,7 @@ def build_config(args: argparse.Namespace) -> Any:
     from worldmodel.online_config import OnlineConfig
 
     given = config_overrides(args.set)
-    for name in ("task", "env_steps", "seed", "device"):
+    for name in ("task", "env_steps", "seed", "device", "camera"):
         if getattr(args, name) is not None:
             given[name] = getattr(args, name)
     if args.resume:
@@ -93,6 +98,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
                    help="cpu (default: sized for a 2-core CPU) or planet (PlaNet's settings; a GPU)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto (default) | cpu | cuda")
+    p.add_argument("--camera", type=camera_argument, default=None,
+                   help="dm_control camera id or name to render (default: the task's, 0), e.g. 'lookatcart'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any OnlineConfig field, or model.KEY / planner.KEY (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in logs)")
