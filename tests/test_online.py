@@ -256,11 +256,16 @@ def test_resume_accepts_settings_added_since_the_run_started_and_speed_knobs(sta
     assert tiny(channels_last=True, precision="bfloat16").train_config().channels_last
 
 
-def test_a_run_renders_its_camera_and_evaluation_reads_it_back(started_run, tmp_path):
+def test_a_run_renders_its_camera_and_evaluation_reads_it_back(started_run, tmp_path, monkeypatch):
+    import envs
     from worldmodel.evaluate import run_task
 
+    cameras, make = [], envs.make
+    monkeypatch.setattr(envs, "make", lambda *a, **k: cameras.append(k.get("camera")) or make(*a, **k))
     run = tmp_path / "near"
-    run_online(tiny(camera="lookatcart"), run, progress=False, stop_when=lambda c: True)  # as started_run
+    run_online(tiny(camera="lookatcart", env_steps=3000), run, progress=False)  # collects and evaluates
+    assert len(cameras) >= 2 and set(cameras) == {"lookatcart"}  # the final evaluation films through it too
+    monkeypatch.setattr(envs, "make", make)
     assert EpisodeDataset(run / online.DATA_DIR).manifest["camera"] == "lookatcart"
     assert run_task(run)["camera"] == "lookatcart" and run_task(started_run)["camera"] == 0
     near, fixed = episodes_of(run)[0], episodes_of(started_run)[0]

@@ -67,4 +67,4 @@ def evaluate_noise_free(model: Any, config: OnlineConfig, episodes: int, device:
                              planning_precision=config.planning_precision,
                              compile_planning=config.compile_planning)
     return evaluate_model(model, config.task, eval_config, image_size=config.image_size,
-                          action_repeat=action_repeat, progress=False)
+                          action_repeat=action_repeat, progress=False, camera=config.camera)
