@@ -116,6 +116,29 @@ def test_resume_may_raise_the_budget_and_a_finished_run_is_not_redone(tmp_path):
     assert [r["episodes"] for r in json.loads((run / "config.json").read_text())["resumed"]] == [3]
 
 
+def test_a_run_stopped_between_its_final_evaluation_and_summary_logs_that_evaluation_once(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    config = tiny(env_steps=3000)
+    write = online.atomic_write_json
+
+    def killed_at_the_summary(path, data):
+        if Path(path).name == online.SUMMARY_FILE:
+            raise KeyboardInterrupt("killed before summary.json")
+        write(path, data)
+
+    monkeypatch.setattr(online, "atomic_write_json", killed_at_the_summary)
+    with pytest.raises(KeyboardInterrupt):
+        run_online(config, run, progress=False)
+    monkeypatch.setattr(online, "atomic_write_json", write)
+    (logged,) = [r for r in read_metrics(run) if r.get("final")]
+    evaluate = online.evaluate_noise_free
+    monkeypatch.setattr(online, "evaluate_noise_free", lambda *a, **k: pytest.fail("evaluated again"))
+    summary = run_online(None, run, resume=True, progress=False)
+    assert [r for r in read_metrics(run) if r.get("final")] == [logged]
+    assert summary["returns"] == logged["returns"] and summary["episodes"] == 3
+    monkeypatch.setattr(online, "evaluate_noise_free", evaluate)
+
+
 def test_value_head_and_reward_overshooting_train_inside_the_online_loop(tmp_path):
     run = tmp_path / "run"
     extra = {**TINY_MODEL, "value_head": True, "value_target": "imagined", "imagination_horizon": 3,

@@ -16,6 +16,7 @@ from train_fixtures import one_thread, make_dataset, tiny_model_config, tiny_tra
 
 from worldmodel.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from worldmodel.metrics_log import read_metrics  # noqa: E402
+from worldmodel.online_config import OnlineConfig  # noqa: E402
 from worldmodel.train import NonFiniteLossError, TrainConfig, Trainer, train  # noqa: E402
 
 LOSS_TERMS = ("loss", "elbo", "recon_nll", "reward_nll", "kl", "grad_norm")
@@ -236,6 +237,10 @@ def test_data_that_does_not_fit_the_model(data, tmp_path):
 def test_bad_train_config_values():
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="chunk_length must be >= 2.*L - 1 transitions"):
+        TrainConfig(chunk_length=1)  # the value head's recorded target once crashed on it
+    with pytest.raises(ValueError, match="chunk_length must be >= 2"):
+        OnlineConfig(chunk_length=1)  # and every config that trains goes through TrainConfig
     with pytest.raises(ValueError, match="precision must be one of"):
         TrainConfig(precision="float16")
     with pytest.raises(ValueError, match="device must be one of"):

@@ -341,9 +341,11 @@ class _OnlineRun:
                 return summary
         final = None
         if self.config.final_eval_episodes and self.trainer is not None:
-            final = self._eval_record(self.config.final_eval_episodes, wall)
-            final["final"] = True
-            log.write(final)
+            final = self._logged_final()  # a sitting stopped after the evaluation, before summary.json
+            if final is None:
+                final = self._eval_record(self.config.final_eval_episodes, wall)
+                final["final"] = True
+                log.write(final)
         now = wall()
         legs = self._legs(now)
         summary = {"status": "finished", "task": self.config.task, **self.counters(),
@@ -358,6 +360,15 @@ class _OnlineRun:
         self._save(wall())  # the wall time of the final evaluation
         atomic_write_json(path, summary)
         return summary
+
+    def _logged_final(self) -> dict[str, Any] | None:
+        """The final evaluation already in metrics.jsonl at today's step, if any: it is seeded, so
+        evaluating again would only repeat it, and log it twice."""
+        from worldmodel.metrics_log import read_metrics
+
+        found = [r for r in read_metrics(self.out) if r.get("final") and r["step"] == self.env_steps
+                 and r.get("eval_episodes") == self.config.final_eval_episodes]
+        return found[-1] if found else None
 
     def _postfix(self) -> dict[str, str]:
         w = self.window

@@ -15,8 +15,9 @@ MODEL_PRESETS = ("small", "planet")
 # the wall-clock (README). `--set model.value_head=false --set model.value_target=recorded` is
 # the default of before (the 551 row).
 CPU_MODEL_OVERRIDES: dict[str, Any] = {"value_head": True, "value_target": "imagined"}
-# Settings a resumed run may change: how long and where it runs, and how fast (not what) its
-# planner computes.
+# Settings a resumed run may change: how long and where it runs, and how fast its planner computes.
+# bf16 planning may pick other plans, so a resume that switches it is no longer bit for bit an
+# uninterrupted run (latent_problem.py measures the difference).
 RESUMABLE_CHANGES = ("env_steps", "device", "checkpoint_every", "planning_precision",
                      "compile_planning")
 

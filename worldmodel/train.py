@@ -57,6 +57,9 @@ class TrainConfig(DictConfig):
         for name in ("steps", "batch_size", "chunk_length", "checkpoint_every", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.chunk_length) < 2:
+            raise ValueError(f"TrainConfig.chunk_length must be >= 2: a chunk of L observations holds L - 1 "
+                             f"transitions, so {self.chunk_length} teaches no dynamics and no reward")
         if not self.lr > 0 or not self.adam_eps > 0 or not self.grad_clip > 0:
             raise ValueError(f"lr, adam_eps and grad_clip must be > 0, got {self.lr}, {self.adam_eps}, "
                              f"{self.grad_clip}")
