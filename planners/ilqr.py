@@ -92,6 +92,9 @@ class ILQR:
 
     iterations: int = 50  # cap on backward passes, failed ones included (iLQG.m allows 500)
     tol_grad: float = 1e-4  # Tassa's iLQG.m tolGrad
+    # the gradient test stops only while μ is below this (iLQG.m's 1e-5): a large μ shrinks the
+    # step k, and with it the test's gradient, far from the optimum
+    tol_grad_mu: float = 1e-5
     tol_cost: float = 1e-7  # Tassa's iLQG.m tolFun (relative here)
     mu_init: float = 0.0  # μ at the start: 0 = plain Newton step (Tassa's code starts at 1)
     mu_min: float = 1e-6  # Tassa et al. 2012, Sec. II-F
@@ -126,13 +129,13 @@ class ILQR:
         state, u0 = prepare(problem, state, init)
         low, high = problem.bounds(state)
         starts = []
+        gen = make_generator(generator, self.seed)  # one stream: two "random" starts differ
         for name in self.initial_trajectories:
             if name == "init":
                 starts.append(u0)
             elif name == "zeros":
                 starts.append(problem.default_actions(state))
             else:
-                gen = make_generator(generator, self.seed)
                 z = randn((problem.horizon, problem.dim_action), gen, state)
                 finite = torch.isfinite(low) & torch.isfinite(high)
                 uniform = low + (high - low).nan_to_num(0.0, 0.0, 0.0) * torch.special.ndtr(z)
@@ -200,7 +203,7 @@ class ILQR:
             k, K, dv1, dv2 = back
             k_prev = k
             grad = float((k.abs() / (u.abs() + 1.0)).amax(dim=1).mean())
-            if grad < self.tol_grad:
+            if grad < self.tol_grad and mu < self.tol_grad_mu:
                 info["converged"] = True
                 break
             xs, us, costs = self._forward(problem, state, x, u, k, K, alphas, low, high)

@@ -63,17 +63,18 @@ class MPC:
         if self.execute > problem.horizon:
             raise ValueError(f"execute={self.execute} exceeds the new horizon {problem.horizon}")
         self._problem = problem
-        self._next = self.execute  # force a replan
+        self._replan = True  # the warm start still shifts by the actions actually taken
 
     def reset(self) -> None:
         """Forget the plan (call at the start of an episode)."""
         self.last_result: Optional[PlanResult] = None
         self._plan: Optional[torch.Tensor] = None  # [H, A]
         self._next = 0  # index of the next cached action to return
+        self._replan = False  # set by a new problem: plan at the next `act`
 
     def act(self, state: torch.Tensor) -> torch.Tensor:
         """The action [A] to apply in `state` [S] (planning when the cached actions are used up)."""
-        if self._plan is None or self._next >= self.execute:
+        if self._plan is None or self._next >= self.execute or self._replan:
             init = None
             if self._plan is not None:
                 init = shift_plan(self._plan, self._next, self._problem.horizon)
@@ -82,7 +83,7 @@ class MPC:
             self.last_result = self.planner.plan(self._problem, state, init=init,
                                                  generator=self.generator)
             self._plan = self.last_result.actions
-            self._next = 0
+            self._next, self._replan = 0, False
         action = self._plan[self._next]
         info = self.last_result.info  # set by the plan above
         if self.feedback and "feedback_gains" in info:

@@ -115,11 +115,17 @@ class Problem:
             raise ValueError(f"state must be a 1-D tensor [S] (one start state), got {shape}")
         if not state.is_floating_point():
             raise ValueError(f"state must be floating point, got dtype {state.dtype}")
+        if not bool(torch.isfinite(state).all()):
+            raise ValueError(f"state has NaN or inf entries ({state.tolist()}); every plan from it "
+                             f"would be NaN: check the filter or simulator that produced it")
         if init is not None:
             want = (self.horizon, self.dim_action)
             if not isinstance(init, torch.Tensor) or tuple(init.shape) != want:
                 got = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
                 raise ValueError(f"init must be a [H, A] = {list(want)} tensor, got {got}")
+            if not bool(torch.isfinite(init).all()):
+                raise ValueError("init (the warm start) has NaN or inf entries; pass init=None to "
+                                 "start from the problem's default actions")
         s = state.detach().unsqueeze(0).expand(2, -1)  # [2, S]
         a = self.default_actions(state)[:1].expand(2, -1)  # [2, A]
         with torch.no_grad():

@@ -116,7 +116,12 @@ def _grad_and_hessian(fn, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.inference_mode(False), torch.enable_grad():
         if z.shape[1] <= _SMALL:
             zg = z.clone().requires_grad_(True)
-            g, = torch.autograd.grad(fn(zg).sum(), zg, create_graph=True)  # [N, D]
+            total = fn(zg).sum()
+            if not total.requires_grad:  # a cost that ignores its inputs (say zero running cost)
+                return torch.zeros_like(z), z.new_zeros(*z.shape, z.shape[1])
+            g, = torch.autograd.grad(total, zg, create_graph=True, allow_unused=True)  # [N, D]
+            if g is None:
+                return torch.zeros_like(z), z.new_zeros(*z.shape, z.shape[1])
             rows = []
             for j in range(z.shape[1]):
                 if g.requires_grad:
@@ -186,7 +191,7 @@ def coloured_noise(n: int, horizon: int, dim: int, beta: float, generator: torch
     if beta == 0.0:
         return randn((n, horizon, dim), generator, like)
     k = horizon // 2 + 1
-    freqs = torch.fft.rfftfreq(horizon, dtype=torch.float64)
+    freqs = torch.fft.rfftfreq(horizon, dtype=torch.float64, device=like.device)
     freqs[0] = 1.0 / horizon  # the DC bin gets the lowest non-zero frequency's weight
     scale = freqs.pow(-beta / 2.0)  # [k]
     re = randn((n, dim, k), generator, like).double()
@@ -196,7 +201,7 @@ def coloured_noise(n: int, horizon: int, dim: int, beta: float, generator: torch
         im[..., -1] = 0.0  # so is the Nyquist bin of an even length
     x = torch.fft.irfft(torch.complex(re * scale, im * scale), n=horizon)  # [n, dim, H]
     # Var x_t = (s_0^2 + 4 sum_mid s_k^2 [+ s_Nyq^2 if H even]) / H^2 for this construction.
-    w = torch.full((k,), 4.0, dtype=torch.float64)
+    w = torch.full((k,), 4.0, dtype=torch.float64, device=like.device)
     w[0] = 1.0
     if horizon % 2 == 0:
         w[-1] = 1.0

@@ -95,7 +95,10 @@ def test_filter_step_matches_observe(name):
     model = _model(name)
     batch = _batch(model.cfg, t=4)
     seq = model.observe(batch.images, batch.actions, sample=False)
-    assert torch.allclose(_filtered(model, batch)[-1].mean, seq.last().mean, atol=1e-5)
+    filtered = _filtered(model, batch)
+    assert torch.allclose(filtered[-1].mean, seq.last().mean, atol=1e-5)
+    with pytest.raises(ValueError, match="a state but no prev_action.*state=None"):  # it once restarted silently
+        model.filter_step(filtered[0], None, batch.images[:, 1])
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -76,6 +76,25 @@ def test_lq_matches_riccati_in_one_iteration(unstable: bool, closed: bool) -> No
     assert full.cost == pytest.approx(j_star, rel=1e-8)
 
 
+def test_a_large_regularisation_does_not_stop_short_of_the_optimum() -> None:
+    # With μ large the step k, and the gradient test on it, is tiny far from the optimum; the test
+    # counts only once μ has fallen (iLQG.m), so iLQR keeps going to the Riccati solution.
+    mats = lq_matrices(1)
+    x0 = np.random.default_rng(7).normal(size=4)
+    _, j_star = riccati(*mats, x0, 15)
+    res = planners.make("ilqr", mu_init=1e5).plan(lq_problem(*mats, 15), torch.tensor(x0))
+    assert res.info["converged"] and res.cost == pytest.approx(j_star, rel=1e-6)
+
+
+def test_two_random_starts_are_two_different_trajectories(monkeypatch) -> None:
+    starts, optimise = [], planners.ILQR._optimise
+    monkeypatch.setattr(planners.ILQR, "_optimise",
+                        lambda self, problem, state, u, *rest: starts.append(u) or optimise(self, problem, state, u, *rest))
+    planners.make("ilqr", initial_trajectories=("random", "random")).plan(
+        lq_problem(*lq_matrices(1), 15), torch.tensor(np.ones(4)))  # no generator: the planner's seed
+    assert len(starts) == 2 and not torch.equal(starts[0], starts[1])  # once the same seed twice
+
+
 def test_tight_bounds_respected_and_no_worse_than_clamped_lqr() -> None:
     mats = lq_matrices(3, unstable=True)
     H, bound = 12, 0.3
@@ -166,3 +185,14 @@ def test_feedback_gains_are_the_riccati_gains_and_mpc_follows_them() -> None:
     open_loop.act(x0)
     pushed = x0 @ torch.tensor(A).T + open_loop.last_result.actions[0] @ torch.tensor(B).T + 0.1
     assert torch.equal(open_loop.act(pushed), open_loop.last_result.actions[1])  # no feedback
+
+
+def test_a_goal_given_only_as_a_terminal_cost_is_reached() -> None:
+    # a running cost that ignores its inputs has no gradient graph at all; it once crashed here
+    problem = planners.Problem(step=lambda s, a: s + a, terminal_cost=lambda s: (s ** 2).sum(-1),
+                               running_cost=lambda s, a: torch.zeros(s.shape[0], dtype=s.dtype),
+                               horizon=5, action_dim=2, action_low=-1.0, action_high=1.0)
+    res = planners.make("ilqr").plan(problem, torch.tensor([2.0, -3.0], dtype=torch.float64))
+    assert res.cost == pytest.approx(0.0, abs=1e-8)
+    np.testing.assert_allclose(res.actions.sum(0).numpy(), [-2.0, 3.0], atol=1e-6)
+    assert bool((res.actions.abs() <= 1).all())

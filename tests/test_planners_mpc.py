@@ -80,6 +80,8 @@ def test_mpc_caches_shifts_and_replans_on_new_problem() -> None:
     assert planner.inits[1][:, 0].tolist() == [12.0, 13.0, 14.0, 14.0, 14.0]  # shifted by 2
     mpc.problem = pendulum_problem(horizon=5)  # e.g. a new goal: replan at the next call
     assert float(mpc.act(s)) == 40.0 and mpc.last_result.actions[0, 0] == 40.0
+    # one action (30) of the last plan was taken, so its warm start drops one, not `execute`
+    assert planner.inits[-1][:, 0].tolist() == [31.0, 32.0, 33.0, 34.0, 34.0]
     mpc.reset()
     mpc.act(s)
     assert planner.inits[-1] is None

@@ -49,6 +49,10 @@ def test_misshaped_outputs_are_named(name: str) -> None:
         planners.make(name).plan(make_problem(), state, init=torch.zeros(4, 2))
     with pytest.raises(ValueError, match="1-D tensor"):
         planners.make(name).plan(make_problem(), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="state has NaN or inf"):  # would give NaN actions to an env
+        planners.make(name).plan(make_problem(), torch.tensor([0.0, float("nan"), 0.0]))
+    with pytest.raises(ValueError, match="warm start.*NaN or inf.*init=None"):
+        planners.make(name).plan(make_problem(), state, init=torch.full((5, 2), float("nan")))
 
 
 def test_registry_errors() -> None:

@@ -167,13 +167,16 @@ class WorldModel(nn.Module):
                     sample: bool = False) -> LatentState:
         """One MPC filtering step: fold image [B, ...] (seen after prev_action [B, A]) into state.
 
-        state=None starts a new episode (prev_action is then ignored). Uses the posterior mean
-        unless sample=True, so control is deterministic given the images.
+        state=None starts a new episode (prev_action is then ignored); a state needs the action
+        taken since it. Uses the posterior mean unless sample=True, so control is deterministic
+        given the images.
         """
         self._check_obs(image, "image", 1)
         b = image.shape[0]
-        if state is None or prev_action is None:
-            state = None
+        if state is not None and prev_action is None:
+            raise ValueError("filter_step got a state but no prev_action: pass the action applied since "
+                             "that state, or state=None to start a new episode")
+        if state is None:
             prev_action = image.new_zeros(b, self.cfg.action_dim)
         self._check_actions(prev_action, (b,), image.shape, "prev_action")
         seq = self.observe(image.unsqueeze(1), prev_action.unsqueeze(1), start=state,
