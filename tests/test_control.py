@@ -141,6 +141,9 @@ def test_evaluation_records_the_planner_settings_it_used():
     more = evaluate_model(model, TASK, replace(config, oracle_episodes=2, random_episodes=3), image_size=SIZE,
                           action_repeat=REPEAT, progress=False)
     assert (more["episodes"], more["oracle_episodes"], len(more["random"]["returns"])) == (1, 2, 3)
+    # the ratio pairs episodes that share a start: learned episode 0 over oracle episode 0 here
+    assert more["oracle_ratio_episodes"] == 1
+    assert more["oracle_ratio"] == pytest.approx(more["returns"][0] / more["oracle"]["returns"][0])
     assert out["terminal_value"] is False  # no value head
     valued = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1, value_head=True))
     for wanted in (True, False):
@@ -152,6 +155,27 @@ def test_evaluation_records_the_planner_settings_it_used():
     assert replace(config, name="cem_policy50").result_name == "cem_policy50"
     with pytest.raises(ValueError, match="file stem"):
         replace(config, name="../elsewhere")
+
+
+def test_the_oracle_plans_without_the_actors_proposals_it_cannot_have():
+    # the simulator has no actor: asking for policy_candidates once crashed at the first oracle
+    # episode, after every learned one had run
+    model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1, value_head=True,
+                                         value_target="imagined"))
+    config = EvalConfig(planner="cem", planner_overrides={"candidates": 7, "elites": 3, "iterations": 2,
+                                                          "policy_candidates": 2},
+                        episodes=1, oracle_episodes=1, max_steps=2, horizon=3)
+    out = evaluate_model(model, TASK, config, image_size=SIZE, action_repeat=REPEAT, progress=False)
+    assert out["planner_settings"]["policy_candidates"] == 2
+    assert out["oracle_planner_settings"]["policy_candidates"] == 0 and out["oracle_episodes"] == 1
+
+
+@pytest.mark.parametrize("bad, words", [(dict(oracle_episodes=-1), "oracle_episodes and random_episodes"),
+                                        (dict(random_episodes=-3), "oracle_episodes and random_episodes"),
+                                        (dict(max_steps=0), "max_steps must be None")])
+def test_negative_episode_counts_and_empty_episodes_are_rejected(bad, words):
+    with pytest.raises(ValueError, match=words):  # -1 once sliced off one oracle episode silently
+        EvalConfig(**bad)
 
 
 def test_goal_image_of_the_wrong_size_is_rejected():

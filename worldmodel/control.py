@@ -5,8 +5,11 @@ the agent sees only images. A learned-model agent filters every new image into t
 the model's encoder, plans from there, applies the first action (the task's action repeat is
 inside the env) and warm-starts the next plan from the shifted one. The oracle runs the *same
 planner with the same settings* on the true simulator from the saved MuJoCo state, so
-`oracle_ratio = learned return / oracle return` says how much of the planner's reach the model
-keeps. Goal-region time is the E2C/PCC metric: the fraction of steps with |pole angle| under a
+`oracle_ratio = learned return / oracle return`, both over the episodes the two share (the same
+start states), says how much of the planner's reach the model keeps. Two settings cannot carry over:
+the oracle has no learned value V(s_H) to add beyond the horizon, and no actor to draw
+`policy_candidates` from (it plans without them). Where a model's V reaches further than the
+horizon (the pendulum swing-up), the ratio can therefore exceed 1. Goal-region time is the E2C/PCC metric: the fraction of steps with |pole angle| under a
 tolerance (π/6 pendulum, π/10 cart-pole).
 """
 from __future__ import annotations
@@ -83,6 +86,11 @@ class EvalConfig:
         check_precision(self.planning_precision)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if (self.oracle_episodes is not None and self.oracle_episodes < 0) or self.random_episodes < 0:
+            raise ValueError(f"oracle_episodes and random_episodes must be >= 0 (0 skips them), got "
+                             f"{self.oracle_episodes} and {self.random_episodes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be None (the full episode) or >= 1, got {self.max_steps}")
         if self.horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {self.horizon}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", self.name):

@@ -7,6 +7,7 @@ Writes `<run>/eval/<planner>.json` with (keys other tools read; keep them) `retu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -14,6 +15,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -58,6 +60,9 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     import planners
 
     planner = planners.make(config.planner, **config.planner_overrides)
+    # the simulator has no actor to propose plans: the oracle plans without them
+    oracle_planner = (dataclasses.replace(planner, policy_candidates=0)
+                      if getattr(planner, "policy_candidates", 0) else planner)
     env = envs.make(task, image_size=image_size, action_repeat=action_repeat, camera=camera)
     n_oracle = config.episodes if config.oracle_episodes is None else config.oracle_episodes
     # episode i of every kind starts from the same seed (paired); each kind gets as many as asked
@@ -77,7 +82,7 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
                                        compile=config.compile_planning,
                                        terminal_value=config.terminal_value)
             elif kind == "oracle":
-                agent = OracleAgent(planner, config.horizon, seed=seed)
+                agent = OracleAgent(oracle_planner, config.horizon, seed=seed)
             else:
                 agent = RandomAgent(env.action_dim, seed)
             try:
@@ -100,8 +105,15 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     out["oracle"] = summarise(results["oracle"]) if results["oracle"] else None
     out["oracle_return_mean"] = out["oracle"]["return_mean"] if out["oracle"] else None
     out["oracle_episodes"] = len(results["oracle"])
-    out["oracle_ratio"] = (out["return_mean"] / out["oracle_return_mean"]
-                           if out["oracle_return_mean"] else None)
+    # paired: the learned episodes that share the oracle's start states (episode i of each kind)
+    paired = min(len(results["learned"]), len(results["oracle"]))
+    learned_paired = float(np.mean([e.ret for e in results["learned"][:paired]])) if paired else None
+    oracle_paired = float(np.mean([e.ret for e in results["oracle"][:paired]])) if paired else None
+    out["oracle_ratio"] = (learned_paired / oracle_paired
+                           if oracle_paired is not None and oracle_paired > 0 else None)  # 0: undefined
+    out["oracle_ratio_episodes"] = paired
+    if oracle_planner is not planner:
+        out["oracle_planner_settings"] = _settings(oracle_planner)
     out["random"] = summarise(results["random"]) if results["random"] else None
     if video is not None:
         out["video"] = str(video)
