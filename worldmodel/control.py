@@ -1,6 +1,7 @@
 """MPC evaluation: learned-model control against random actions and the true-simulator oracle.
 
-Protocol (DESIGN.md section 6): each episode is a dm_control episode of 1000 simulator steps;
+Protocol (DESIGN.md section 6): each episode is a dm_control episode of 1000 simulator steps
+(1000 // action_repeat agent steps, so a repeat that does not divide 1000 cuts it a little short);
 the agent sees only images. A learned-model agent filters every new image into the latent with
 the model's encoder, plans from there, applies the first action (the task's action repeat is
 inside the env) and warm-starts the next plan from the shifted one. The oracle runs the *same
