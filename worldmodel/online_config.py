@@ -141,7 +141,11 @@ class OnlineConfig(DictConfig):
 
 
 def planner_settings(config: OnlineConfig) -> dict[str, Any]:
-    """candidates / elites / iterations under each planner's own names, plus `planner_overrides`."""
+    """candidates / elites / iterations under each planner's own names, plus `planner_overrides`.
+
+    `iterations` means what each planner means by it: CEM's and MPPI's refits, iLQR's cap on
+    backward passes (so `planner=ilqr` gets 6 passes, not iLQR's own default of 50, unless
+    `planner.iterations` says otherwise)."""
     import planners
 
     default = planners.make(config.planner)  # unknown name: ValueError listing the valid ones
