@@ -133,7 +133,7 @@ def collect(task: str, episodes: int, out: str | os.PathLike, *,
         ds = EpisodeDataset.create(out, task=task, image_size=image_size,
                                    action_repeat=env.action_repeat, action_dim=env.action_dim,
                                    state_dim=env.state_dim, camera=env.camera)
-        start = len(ds)
+        start = ds.next_index()  # episode i's seeds follow its file number, also after a deletion
         jobs = [EpisodeJob(task, env.image_size, env.action_repeat, policy_fn, int(seed),
                            start + k, episode_steps, start_angles, start_velocities, env.camera)
                 for k in range(episodes)]

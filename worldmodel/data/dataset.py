@@ -167,12 +167,16 @@ class EpisodeDataset:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def next_index(self) -> int:
+        """The number the next appended episode's file gets: one past the highest on disk (not
+        `len(self)`, which is smaller once a damaged episode file has been deleted)."""
+        return max(_episode_files(self.root), default=-1) + 1
+
     def append(self, episode: Episode) -> Path:
         """Write `episode` as the next numbered file, then the manifest; returns the file's path."""
         self._check_compatible(episode)
         self.refresh()  # see files another writer added, so the next number is really free
-        on_disk = _episode_files(self.root)
-        index = max(on_disk, default=-1) + 1
+        index = self.next_index()
         path = self.root / _episode_name(index)
         if path.exists():  # only reachable if another writer raced us; never overwrite
             raise DataError(f"{path} appeared while appending; two writers on one dataset folder")
