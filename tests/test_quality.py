@@ -1,4 +1,5 @@
 """Open-loop prediction metrics: alignment of context, actions and targets; errors by hand."""
+import numpy as np
 import pytest
 import torch
 
@@ -75,6 +76,9 @@ def test_heldout_latents_are_the_filter_means_and_repeat_exactly(tmp_path):
     model = WorldModel(ModelConfig.small(obs_shape=(3, 32, 32), action_dim=1, deter_size=8,
                                          stoch_size=4, hidden_size=16, cnn_depth=2))
     first, states = heldout_latents(model, data)
+    from worldmodel.visualize import heldout_episode_ids
+
+    assert heldout_episode_ids(data).tolist() == [0] * 7 + [1] * 7  # frame i's episode, in that order
     torch.manual_seed(123)  # another global RNG state
     again, _ = heldout_latents(model, data)
     assert first.shape == (2 * 7, model.state_size) and states.shape == (2 * 7, 2)
@@ -86,3 +90,23 @@ def test_heldout_latents_are_the_filter_means_and_repeat_exactly(tmp_path):
         action = None if t == 0 else torch.tensor(episode.actions[t - 1])[None]
         state = model.filter_step(state, action, image)
         assert torch.allclose(model.to_vector(state)[0], torch.tensor(first[t]), atol=1e-5)
+
+
+def test_state_r2_holds_out_whole_episodes():
+    """A latent whose error is one offset per episode: a frame split hands k-NN each test frame's
+    neighbours in time and scores it high; held out by episode, the offsets show."""
+    from worldmodel.visualize import state_r2
+
+    rng = np.random.default_rng(0)
+    angles, latents, episodes = [], [], []
+    for e in range(20):
+        a = rng.uniform(-np.pi, np.pi) + rng.uniform(-2, 2) * 0.08 * np.arange(17)
+        v = np.gradient(a) / 0.08
+        latents.append(np.stack([np.cos(a), np.sin(a), 0.3 * v], 1) + rng.normal(size=3))
+        angles.append(np.stack([a, v], 1))
+        episodes += [e] * 17
+    z, states = np.concatenate(latents), np.concatenate(angles)
+    by_frame = state_r2("pendulum-swingup", z, states)
+    by_episode = state_r2("pendulum-swingup", z, states, np.array(episodes))
+    assert by_frame["knn"] > 0.7 and by_episode["knn"] < by_frame["knn"] - 0.4
+    assert state_r2("pendulum-swingup", z, states, np.zeros(len(z))) == by_frame  # one episode: by frame

@@ -95,16 +95,28 @@ def geometry_snapshots(run_dir: str | Path, heldout: Any, task: str, device: str
     found = []
     for step, model in load_snapshots(run_dir, device):
         latents, states = heldout_latents(model, heldout, device)
-        found.append((step, latents, angle_colours(task, states), state_r2(task, latents, states)))
+        found.append((step, latents, angle_colours(task, states),
+                      state_r2(task, latents, states, heldout_episode_ids(heldout))))
     return found
 
 
-def state_r2(task: str, latents: np.ndarray, states: np.ndarray) -> dict[str, float]:
-    """Mean R² over the task's state targets of a linear and a k-NN map from the latents."""
+def heldout_episode_ids(dataset: Any) -> np.ndarray:
+    """The episode index [N] of every frame `heldout_latents` returns, in the same order."""
+    return np.repeat(np.arange(len(dataset)), [dataset[i].length + 1 for i in range(len(dataset))])
+
+
+def state_r2(task: str, latents: np.ndarray, states: np.ndarray,
+             episodes: np.ndarray | None = None) -> dict[str, float]:
+    """Mean R² over the task's state targets of a linear and a k-NN map from the latents.
+
+    episodes [N]: each frame's episode; with two or more, the read-out is fitted on some whole
+    episodes and scored on the others. Without them (or with one episode) the split is by frame,
+    which flatters k-NN: a frame's neighbours in time are in the fitted part."""
     from worldmodel.geometry import latent_r2, state_targets
 
+    groups = episodes if episodes is not None and len(np.unique(episodes)) >= 2 else None
     targets = state_targets(task, states)
-    return {m: float(np.mean(latent_r2(latents, targets, method=m))) for m in ("linear", "knn")}
+    return {m: float(np.mean(latent_r2(latents, targets, method=m, groups=groups))) for m in ("linear", "knn")}
 
 
 def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str | Path, *,
@@ -116,7 +128,7 @@ def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str 
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     latents, states = heldout_latents(model, heldout, device)
-    r2 = state_r2(task, latents, states)
+    r2 = state_r2(task, latents, states, heldout_episode_ids(heldout))  # held out by whole episodes
     written = {"geometry": viz.plot_latent_geometry(latents, angle_colours(task, states),
                                                     out / "latent_geometry.png",
                                                     title=f"{task}: held-out latents", r2=r2)}
