@@ -51,3 +51,20 @@ def test_demo_runs_every_stage_and_writes_summary_and_pictures(tmp_path):
     # the geometry over training: one frame per weight snapshot (the quick demo keeps several)
     gif = iio.imread(tmp_path / "latent_geometry_over_training.gif")
     assert gif.ndim == 4 and gif.shape[0] >= 2
+
+
+def test_flags_override_quick_even_at_the_full_demos_values(monkeypatch, tmp_path):
+    from worldmodel import demo
+    from worldmodel.cli import main
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda config, out: seen.append(config) or {})
+    monkeypatch.setattr(demo, "print_table", lambda summary: None)
+    main(["demo", "--quick", "--train-steps", str(DemoConfig.train_steps), "--out", str(tmp_path)])
+    main(["demo", "--quick", "--episode-steps", "0", "--out", str(tmp_path)])
+    main(["demo", "--out", str(tmp_path)])
+    quick = DemoConfig.quick()
+    assert seen[0].train_steps == DemoConfig.train_steps != quick.train_steps  # once silently kept quick's
+    assert seen[0].train_episodes == quick.train_episodes  # what was not given stays quick's
+    assert seen[1].episode_steps is None  # 0: the task's full episode
+    assert seen[2] == DemoConfig()

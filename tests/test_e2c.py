@@ -208,7 +208,12 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
     assert (quick.image_size, quick.train_steps, quick.seed) == (80, E2CConfig.quick().train_steps, 3)
     with pytest.raises(ValueError, match="point_mass-easy"):
         E2CConfig.for_task("point_mass-easy")
-    from worldmodel.e2c import make_planner
+    from worldmodel.e2c import make_planner, published_for
+
+    assert published_for("cartpole-balance", "balance") == {"PC3": (96.3, 97.8)}
+    assert published_for("cartpole-balance", "swingup") == {}  # once compared with the balance row
+    assert published_for("pendulum-swingup", "swingup")["PC3"] == (58.4, 84.0)
+    assert published_for("pendulum-swingup_pc3", "balance") == {"PC3": (99.1, 100.0)}
 
     assert make_planner(E2CConfig()).iterations == 20  # the protocol's iLQR
     cem = make_planner(E2CConfig(planner="cem", planner_overrides={"candidates": 50, "elites": 5}))
@@ -218,6 +223,12 @@ def test_e2c_settings_follow_the_task_and_refuse_a_task_without_a_pole():
         make_planner(E2CConfig(planner="cem", feedback=True))
     with pytest.raises(ValueError, match=r"goal must be one of \('image', 'equilibrium'\), got 'pixels'"):
         E2CConfig(goal="pixels")
+    # protocol settings that once failed only after training (or gave a NaN mean, or 9 oracle pairs)
+    for bad, words in ((dict(pairs=0), "pairs must be >= 1"), (dict(steps=0), "steps must be >= 1"),
+                       (dict(replan_every=30), r"replan_every \(30\) cannot exceed the horizon \(25\)"),
+                       (dict(oracle_pairs=-1), "oracle_pairs must be >= 0")):
+        with pytest.raises(ValueError, match=words):
+            E2CConfig(**bad)
     # uniform start states (E2C/PCC/PC3's sampling): angle over the circle, velocity in ±v
     assert E2CConfig().start_pose() == {}
     assert E2CConfig(start_velocity=2.0).start_pose() == {"start_angles": (-math.pi, math.pi),

@@ -158,14 +158,15 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="demo", help="output folder (default: demo/)")
     p.add_argument("--task", default=DemoConfig.task)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-steps", type=int, default=DemoConfig.train_steps)
-    p.add_argument("--image-size", type=int, default=DemoConfig.image_size,
-                   help="frame size (64 is PlaNet's; the default 32 keeps the demo in minutes)")
-    p.add_argument("--obs-std", type=float, default=DemoConfig.obs_std,
-                   help="std of the image likelihood (1 is PlaNet's)")
-    p.add_argument("--train-episodes", type=int, default=DemoConfig.train_episodes,
-                   help="random-action training episodes")
-    p.add_argument("--episode-steps", type=int, default=DemoConfig.episode_steps,
+    # default None: a flag given (even at the default's value) overrides --quick's tiny settings
+    p.add_argument("--train-steps", type=int, default=None, help=f"default {DemoConfig.train_steps}")
+    p.add_argument("--image-size", type=int, default=None,
+                   help=f"frame size (64 is PlaNet's; the default {DemoConfig.image_size} keeps the demo in minutes)")
+    p.add_argument("--obs-std", type=float, default=None,
+                   help=f"std of the image likelihood (default {DemoConfig.obs_std}; 1 is PlaNet's)")
+    p.add_argument("--train-episodes", type=int, default=None,
+                   help=f"random-action training episodes (default {DemoConfig.train_episodes})")
+    p.add_argument("--episode-steps", type=int, default=None,
                    help=f"env steps per training and held-out episode (default {DemoConfig.episode_steps}; "
                         "0: the task's full episode)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run with tiny settings")
@@ -175,16 +176,11 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
 def _command(args: argparse.Namespace) -> int:
     base = DemoConfig.quick() if args.quick else DemoConfig()
     overrides = {"task": args.task, "seed": args.seed}
-    if args.train_steps != DemoConfig.train_steps:
-        overrides["train_steps"] = args.train_steps
-    if args.image_size != DemoConfig.image_size:
-        overrides["image_size"] = args.image_size
-    if args.obs_std != DemoConfig.obs_std:
-        overrides["obs_std"] = args.obs_std
-    if args.train_episodes != DemoConfig.train_episodes:
-        overrides["train_episodes"] = args.train_episodes
-    if args.episode_steps != DemoConfig.episode_steps:
-        overrides["episode_steps"] = args.episode_steps or None
+    for name in ("train_steps", "image_size", "obs_std", "train_episodes"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.episode_steps is not None:
+        overrides["episode_steps"] = args.episode_steps or None  # 0: the full episode
     summary = run_demo(replace(base, **overrides), args.out)
     print_table(summary)
     return 0

@@ -36,6 +36,13 @@ PUBLISHED = {  # PC3 paper (Shu et al. 2020), Table 1: % time in goal region, (a
 PUBLISHED["pendulum-swingup_pc3"] = PUBLISHED["pendulum-swingup"]  # their own motor (envs/registry.py)
 
 
+def published_for(task: str, start: str) -> dict[str, tuple[float, float]]:
+    """The PCC/PC3 numbers this protocol compares with: the domain's balance row for a balance
+    start, the task's own row for a swing-up; none for a swing-up start on a balance task."""
+    key = f"{task.split('-')[0]}-balance" if start == "balance" else task if "swingup" in task else None
+    return PUBLISHED.get(key, {})
+
+
 def make_env(config: E2CConfig) -> Any:
     """The protocol's environment: `config.task` at its image size, action repeat and camera."""
     return envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat,
@@ -269,7 +276,6 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
     pictures["files"]["goal_cost"] = str(cost_picture)
     goal_times = [100 * e["goal_time"] for e in episodes]
     oracle_times = [100 * e["goal_time"] for e in oracle]
-    key = config.task if config.start == "swingup" else f"{config.task.split('-')[0]}-balance"
     result = {
         "task": config.task, "start": config.start, "pairs": config.pairs,
         "goal_time_percent_mean": float(np.mean(goal_times)),
@@ -282,7 +288,7 @@ def run_e2c(config: E2CConfig, out: str | Path, *, progress: bool = True,
         "turns_mean": float(np.mean([e["turns"] for e in episodes])),
         "oracle_goal_time_percent_mean": float(np.mean(oracle_times)) if oracle else None,
         "oracle_goal_time_percent": oracle_times,
-        "published": PUBLISHED.get(key, {}),
+        "published": published_for(config.task, config.start),
         "goal": {"kind": config.goal, **goal_info},  # drift: ‖f(z_goal, 0) − z_goal‖ in the model
         "latent_r2": {"linear": pictures["latent_r2"], "knn": pictures["latent_r2_knn"]},
         **cost_view,

@@ -147,8 +147,15 @@ class E2CConfig:
         if self.upright_policy == "swingup" and envs.spec(self.task).domain != "pendulum":
             raise ValueError(f"upright_policy='swingup' needs the pendulum domain; {self.task} needs "
                              f"upright_policy='random' or 'balance'")
-        if self.swingup_episodes < 0:
-            raise ValueError(f"swingup_episodes must be >= 0, got {self.swingup_episodes!r}")
+        for name in ("pairs", "horizon", "replan_every", "steps"):  # before data and training
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.replan_every > self.horizon:
+            raise ValueError(f"replan_every ({self.replan_every}) cannot exceed the horizon ({self.horizon}): "
+                             "MPC applies at most a whole plan before replanning")
+        for name in ("oracle_pairs", "upright_episodes", "swingup_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: none), got {getattr(self, name)!r}")
         if self.swingup_episodes and envs.spec(self.task).domain != "pendulum":
             raise ValueError(f"swingup_episodes needs the pendulum domain (its controller pumps a "
                              f"single pole's energy); {self.task} needs swingup_episodes=0")
