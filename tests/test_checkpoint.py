@@ -2,6 +2,7 @@
 exactly, and damaged files fail with errors that name them."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -146,3 +147,23 @@ def test_generator_state_from_another_device_type_reseeds_reproducibly():
     assert not restore_generator(a, cuda_like) and not restore_generator(b, cuda_like)
     assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
     assert not torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=torch.Generator().manual_seed(0)))
+
+
+def test_atomic_writes_leave_the_old_file_or_the_whole_new_one(tmp_path, monkeypatch):
+    import os
+
+    from worldmodel import atomic
+
+    path = tmp_path / "f.json"
+    atomic.atomic_write_json(path, {"v": 1})
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic.atomic_open(path) as f:
+            f.write(b'{"v": 2, "half')
+            raise RuntimeError("crash while writing")
+    assert json.loads(path.read_text()) == {"v": 1} and [p.name for p in tmp_path.iterdir()] == ["f.json"]
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.path.isdir(f"/proc/self/fd/{fd}")) or fsync(fd))
+    atomic.atomic_write_json(path, {"v": 3})
+    assert json.loads(path.read_text()) == {"v": 3}
+    if os.path.isdir("/proc/self/fd"):  # Linux: the file's data, then the folder's entry (the rename)
+        assert synced == [False, True]

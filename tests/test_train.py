@@ -78,6 +78,19 @@ def test_resume_continues_bit_for_bit(data, tmp_path):
     assert [r["step"] for r in resumed] == [k]
 
 
+def test_resume_on_a_dataset_that_grew_says_so(tmp_path):
+    from train_fixtures import make_dataset
+
+    from worldmodel.data import EpisodeDataset
+
+    data = make_dataset(tmp_path / "data")  # 3 episodes
+    train(tiny_model_config(), tiny_train_config(steps=2), data, tmp_path / "run", progress=False)
+    grown = EpisodeDataset(data)
+    grown.append(grown[0])  # another collect into the same folder
+    with pytest.warns(UserWarning, match="holds 4 episodes, the checkpoint was trained on 3"):
+        train(None, tiny_train_config(steps=3), None, tmp_path / "run", resume=True, progress=False)
+
+
 def test_resume_mid_window_keeps_the_window_averages(data, tmp_path):
     config = tiny_train_config(steps=8, log_every=3)
     train(tiny_model_config(), config, data, tmp_path / "straight", progress=False)

@@ -26,6 +26,7 @@ from envs.rollout import (NAMED_POLICIES, EpisodeJob, Policy, Rollout, UniformPo
                           rollout, run_job)
 from worldmodel.data import Episode, EpisodeDataset
 from worldmodel.data.dataset import MANIFEST
+from worldmodel.data.episode import image_hw
 
 __all__ = ["collect", "top_up", "random_policy", "run_episode", "UniformPolicy", "POLICIES"]
 
@@ -172,7 +173,7 @@ def top_up(task: str, episodes: int, out: str | os.PathLike, *, first: int = 0,
     if (folder / MANIFEST).is_file():
         existing = EpisodeDataset(folder)
         size = options.get("image_size", 64)
-        if existing.manifest.get("image_size") != size:
+        if image_hw(existing.manifest.get("image_size")) != image_hw(size):  # 64, [64, 64], (64, 64) alike
             raise ValueError(f"{folder} holds {existing.manifest.get('image_size')}px episodes but "
                              f"{size}px were asked for; use another output folder")
         repeat = options.get("action_repeat") or envs.spec(task).action_repeat

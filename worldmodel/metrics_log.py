@@ -6,7 +6,9 @@ resumes) and every loss term, averaged over the steps since the previous record.
 The file is append-only: each record is one `write` of one line followed by a flush, so a crash
 can at worst leave a torn *last* line, which `read_metrics` drops. On resume the file is rewritten
 atomically to the records at or before the checkpoint's step (`MetricsLog(..., keep_until=step)`),
-so the log of a resumed run equals that of an uninterrupted one.
+so the log of a resumed run equals that of an uninterrupted one, plus one record per stop: the
+partial window logged at the exit (its sums stay in the checkpoint, so the next record still
+averages the whole window, as an uninterrupted run's does).
 """
 from __future__ import annotations
 
@@ -67,7 +69,9 @@ class MetricsLog:
         try:  # optional: TensorBoard needs the `tensorboard` package, which is not a dependency
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.path.parent / "tensorboard"), purge_step=keep_until)
+            # purge_step drops events at or after it: the kept records run up to keep_until itself
+            self._tb = SummaryWriter(log_dir=str(self.path.parent / "tensorboard"),
+                                     purge_step=None if keep_until is None else keep_until + 1)
         except ImportError:
             self._tb = None
 

@@ -330,6 +330,11 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
         state = ckpt.load_checkpoint(out_dir / ckpt.CHECKPOINT_FILE, map_location=trainer.device)
         trainer.load_state(state)
         window, wall_before = MetricsWindow(state["log_window"]), float(state["wall_time"])
+        saved_with = state.get("dataset_episodes")  # None: a checkpoint from before it was kept
+        if saved_with is not None and saved_with != len(trainer.dataset) and info.is_main:
+            warnings.warn(f"{data_path} holds {len(trainer.dataset)} episodes, the checkpoint was trained on "
+                          f"{saved_with}: training continues on all of them, so it no longer repeats an "
+                          f"uninterrupted run on the first {saved_with}", stacklevel=2)
     if info.is_main:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         run_config = {**run_config, "model": model_config.to_dict(), "train": config.to_dict(),
@@ -351,7 +356,8 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
                 "step": trainer.step, "model": trainer.model.state_dict(),
                 "optimizer": trainer.optimizer.state_dict(), "model_config": model_config.to_dict(),
                 "train_config": config.to_dict(), "world_size": info.world_size, "ranks": ranks,
-                "log_window": window.state(), "wall_time": wall_before + time.perf_counter() - start})
+                "log_window": window.state(), "wall_time": wall_before + time.perf_counter() - start,
+                "dataset_episodes": len(trainer.dataset)})
             if config.snapshots:
                 ckpt.save_snapshot(out_dir, trainer.step, trainer.model.state_dict(),
                                    model_config.to_dict())
