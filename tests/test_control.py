@@ -178,6 +178,15 @@ def test_negative_episode_counts_and_empty_episodes_are_rejected(bad, words):
         EvalConfig(**bad)
 
 
+def test_ilqr_differentiates_the_learned_model_inside_the_evaluation_loop():
+    # the agent acts under inference_mode; iLQR's derivatives leave it in planners.rollout
+    model = WorldModel(ModelConfig.small(obs_shape=(3, SIZE, SIZE), action_dim=1))
+    config = EvalConfig(planner="ilqr", planner_overrides={"iterations": 2}, episodes=1, oracle_episodes=0,
+                        max_steps=2, horizon=3)
+    out = evaluate_model(model, TASK, config, image_size=SIZE, action_repeat=REPEAT, progress=False)
+    assert np.isfinite(out["returns"][0]) and out["planner_settings"]["iterations"] == 2
+
+
 def test_goal_image_of_the_wrong_size_is_rejected():
     model = WorldModel(ModelConfig.small(transition="locally_linear", obs_shape=(3, SIZE, SIZE),
                                          action_dim=1))

@@ -182,8 +182,9 @@ class LatentMPCAgent:
     @torch.inference_mode()
     def act(self) -> np.ndarray:
         start = self.model.to_vector(self.state)[0]  # [S]
-        with torch.enable_grad():  # iLQR differentiates the model; sampling planners ignore this
-            action = self.mpc.act(start)
+        # iLQR differentiates the model by leaving inference mode itself (planners.rollout's
+        # linearize / quadratize); enable_grad alone would do nothing under inference_mode
+        action = self.mpc.act(start)
         if self.record_predictions:  # what the model expects to see after this action
             a = action.detach().to(self.model.to_vector(self.state).dtype).reshape(1, 1, -1)
             self._record(self.model.imagine(self.state, a, sample=False))
