@@ -115,9 +115,10 @@ class Problem:
             raise ValueError(f"state must be a 1-D tensor [S] (one start state), got {shape}")
         if not state.is_floating_point():
             raise ValueError(f"state must be floating point, got dtype {state.dtype}")
-        if not bool(torch.isfinite(state).all()):
-            raise ValueError(f"state has NaN or inf entries ({state.tolist()}); every plan from it "
-                             f"would be NaN: check the filter or simulator that produced it")
+        finite = torch.isfinite(state)
+        if not bool(finite.all()):
+            raise ValueError(f"state has NaN or inf entries ({int((~finite).sum())} of {state.numel()}); every "
+                             f"plan from it would be NaN: check the filter or simulator that produced it")
         if init is not None:
             want = (self.horizon, self.dim_action)
             if not isinstance(init, torch.Tensor) or tuple(init.shape) != want:
