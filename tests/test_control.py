@@ -168,6 +168,12 @@ def test_the_oracle_plans_without_the_actors_proposals_it_cannot_have():
     out = evaluate_model(model, TASK, config, image_size=SIZE, action_repeat=REPEAT, progress=False)
     assert out["planner_settings"]["policy_candidates"] == 2
     assert out["oracle_planner_settings"]["policy_candidates"] == 0 and out["oracle_episodes"] == 1
+    actor_only = replace(config, planner="random", planner_overrides={"candidates": 0, "policy_candidates": 2})
+    with pytest.raises(ValueError, match="no actor.*--oracle-episodes 0"):  # before any episode runs
+        evaluate_model(model, TASK, actor_only, image_size=SIZE, action_repeat=REPEAT, progress=False)
+    out = evaluate_model(model, TASK, replace(actor_only, oracle_episodes=0), image_size=SIZE,
+                         action_repeat=REPEAT, progress=False)
+    assert out["oracle_episodes"] == 0 and "oracle_planner_settings" not in out
 
 
 @pytest.mark.parametrize("bad, words", [(dict(oracle_episodes=-1), "oracle_episodes and random_episodes"),

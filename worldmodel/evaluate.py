@@ -60,11 +60,9 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     import planners
 
     planner = planners.make(config.planner, **config.planner_overrides)
-    # the simulator has no actor to propose plans: the oracle plans without them
-    oracle_planner = (dataclasses.replace(planner, policy_candidates=0)
-                      if getattr(planner, "policy_candidates", 0) else planner)
-    env = envs.make(task, image_size=image_size, action_repeat=action_repeat, camera=camera)
     n_oracle = config.episodes if config.oracle_episodes is None else config.oracle_episodes
+    oracle_planner = _oracle_planner(planner) if n_oracle else planner
+    env = envs.make(task, image_size=image_size, action_repeat=action_repeat, camera=camera)
     # episode i of every kind starts from the same seed (paired); each kind gets as many as asked
     seeds = [config.seed * 1000 + i for i in range(max(config.episodes, n_oracle, config.random_episodes))]
     jobs: list[tuple[str, int]] = [("learned", s) for s in seeds[:config.episodes]]
@@ -120,6 +118,18 @@ def evaluate_model(model: Any, task: str, config: EvalConfig, *, image_size: int
     out["machine"] = {"cpu": platform.processor() or platform.machine(),
                       "threads": torch.get_num_threads(), "device": config.device}
     return out
+
+
+def _oracle_planner(planner: Any) -> Any:
+    """The planner for the true simulator: the same one without the actor's proposals, which the
+    simulator has no actor for. Checked before any episode runs."""
+    if not getattr(planner, "policy_candidates", 0):
+        return planner
+    try:
+        return dataclasses.replace(planner, policy_candidates=0)
+    except ValueError as e:  # the actor's plans were all it had
+        raise ValueError(f"the oracle plans on the simulator, which has no actor, and without the actor's "
+                         f"plans this planner has none ({e}); pass --oracle-episodes 0") from None
 
 
 def _write_episode_video(episode: Any, path: str | Path, seconds_per_step: float) -> Path:
