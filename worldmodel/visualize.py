@@ -92,11 +92,10 @@ def geometry_snapshots(run_dir: str | Path, heldout: Any, task: str, device: str
     """(step, held-out latents, angle colours, R²) for each weight snapshot the run kept."""
     from worldmodel.checkpoint import load_snapshots
 
-    found = []
+    found, episodes = [], heldout_episode_ids(heldout)  # the same frames for every snapshot
     for step, model in load_snapshots(run_dir, device):
         latents, states = heldout_latents(model, heldout, device)
-        found.append((step, latents, angle_colours(task, states),
-                      state_r2(task, latents, states, heldout_episode_ids(heldout))))
+        found.append((step, latents, angle_colours(task, states), state_r2(task, latents, states, episodes)))
     return found
 
 
