@@ -44,6 +44,27 @@ def test_readout_rmse_is_the_noise_a_latent_leaves_in_each_target() -> None:
     assert noise[0] == pytest.approx(targets[:, 0].std(), rel=0.15)
 
 
+def test_linear_readout_does_not_overfit_a_latent_as_wide_as_the_data() -> None:
+    """A latent of 135 dimensions read from 140 fitting frames: 3 directions carry the state, the
+    other 132 a smaller nuisance spread (as a VAE's little-used dimensions do), all mixed by a
+    rotation. Plain least squares fits the nuisance and fails on held-out episodes; the ridge
+    read-out, its penalty chosen on the fitting episodes, still finds the linear map."""
+    rng = np.random.default_rng(5)
+    n, wide = 200, 135
+    states = rng.normal(size=(n, 3))
+    rotation, _ = np.linalg.qr(rng.normal(size=(wide, wide)))
+    latents = np.concatenate([2 * states, 0.3 * rng.normal(size=(n, wide - 3))], axis=1) @ rotation
+    targets = states + 0.3 * rng.normal(size=(n, 3))
+    groups = np.arange(n) // 10  # 20 episodes; 6 held out, 14 (140 frames) fitted
+    train, test = split(n, test_fraction=0.3, seed=0, groups=groups)
+    ones = lambda z: np.concatenate([z, np.ones((len(z), 1))], axis=1)  # noqa: E731
+    w, *_ = np.linalg.lstsq(ones(latents[train]), targets[train], rcond=None)
+    least_squares = np.mean(r2_scores(targets[test], ones(latents[test]) @ w))
+    ridge = latent_r2(latents, targets, groups=groups)
+    assert least_squares < 0.5  # the regime the read-out must survive (a 144-D latent, 264 frames)
+    assert ridge > 0.85  # the noise leaves R² = 1 - 0.09 / 1.09 = 0.92 at best
+
+
 def test_independent_noise_scores_zero() -> None:
     rng = np.random.default_rng(1)
     states = rng.normal(size=(2000, 3))

@@ -29,7 +29,7 @@ class DemoConfig:
     train_episodes: int = 80
     episode_steps: int | None = 32
     # held-out episodes for the geometry and its R², drawn like the training data
-    heldout_episodes: int = 12
+    heldout_episodes: int = 24
     train_steps: int = 3000  # the pole appears in reconstructions after ~1000 updates
     batch_size: int = 16
     chunk_length: int = 32

@@ -8,8 +8,10 @@ y [N, K] regression targets derived from s by `state_targets`. For each target c
 where ŷ = g(z) is fitted on the training samples only and ȳ is the held-out mean. R² = 1 is a
 perfect read-out, 0 is no better than predicting the mean, and it is negative when worse.
 `latent_r2` reports the mean over targets. Two read-outs g:
-  - "linear": least squares with a bias; high R² means the state is linearly decodable (what
-    E2C's locally linear latent space aims for).
+  - "linear": an affine map, fitted by ridge regression with the penalty chosen by
+    cross-validation on the fitting samples (plain least squares overfits a latent of about as
+    many dimensions as fitting frames); high R² means the state is linearly decodable
+    (what E2C's locally linear latent space aims for).
   - "knn": the mean of the k nearest training latents (Euclidean, latents standardised with
     training statistics); high R² means the state is a smooth function of the latent, linear or
     not (e.g. an angle laid out on a ring).
@@ -103,11 +105,65 @@ def split(n: int, *, test_fraction: float, seed: int, groups: Optional[np.ndarra
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def _fit_predict_linear(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
-                        ) -> np.ndarray:
-    ones = lambda z: np.concatenate([z, np.ones((len(z), 1))], axis=1)  # noqa: E731
-    w, *_ = np.linalg.lstsq(ones(z_train), y_train, rcond=None)  # [D + 1, K]
-    return ones(z_test) @ w
+# Ridge strengths tried, as multiples of the number of fitting samples (the penalty then competes
+# with a sum of squares that grows with N). Zero, first, is plain least squares.
+RIDGE_STRENGTHS = np.concatenate([[0.0], np.logspace(-6, 3, 19)])
+_RIDGE_FOLDS = 5
+
+
+def _ridge_weights(a: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Ridge weights [A, D, K] for centred inputs a [N, D] and centred targets y [N, K], one per
+    penalty in alphas [A], from one SVD."""
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    s = np.where(s > s.max(initial=0.0) * max(a.shape) * np.finfo(float).eps, s, 0.0)  # rank cut
+    denominator = s[None, :] ** 2 + alphas[:, None]
+    shrink = np.divide(s[None, :], denominator, out=np.zeros_like(denominator),
+                       where=denominator > 0)  # [A, r]; a zero singular value gets no weight
+    return np.einsum("rd,ar,rk->adk", vt, shrink, u.T @ y)
+
+
+def _folds(n: int, groups: Optional[np.ndarray]) -> list[np.ndarray]:
+    """Validation index sets for choosing the ridge penalty: whole groups where there are at least
+    two, else contiguous blocks (samples arrive in time order, so random folds would leak)."""
+    if groups is not None and len(np.unique(groups)) >= 2:
+        ids = np.unique(groups)
+        fold_of = {g: i % _RIDGE_FOLDS for i, g in enumerate(ids)}
+        labels = np.array([fold_of[g] for g in groups])
+    else:
+        labels = np.minimum(np.arange(n) * min(_RIDGE_FOLDS, n) // max(n, 1), _RIDGE_FOLDS - 1)
+    return [np.flatnonzero(labels == f) for f in np.unique(labels)]
+
+
+def _fit_predict_linear(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray,
+                        groups: Optional[np.ndarray] = None) -> np.ndarray:
+    """A linear read-out with a bias: ridge regression, its penalty chosen by cross-validation on
+    the fitting samples (by `groups` where given). Plain least squares overfits as soon as the
+    latent has about as many dimensions as there are frames to fit, and then scores far below zero
+    on held-out data although the state is linearly there. The latents are centred and scaled by
+    one overall spread, not per dimension: a latent's own scale means something (its prior is
+    N(0, I)), and a dimension the model leaves unused should not be blown up to unit variance."""
+    mean = z_train.mean(axis=0)
+    spread = float(np.sqrt(((z_train - mean) ** 2).mean())) or 1.0
+    a, b = (z_train - mean) / spread, (z_test - mean) / spread
+    n = len(a)
+    alphas = RIDGE_STRENGTHS * n
+    folds = _folds(n, groups) if n >= 4 else []
+    if len(folds) >= 2:
+        # each target's error in units of its variance, so no one target sets the penalty
+        scale = np.where(y_train.var(axis=0) > 0, y_train.var(axis=0), 1.0)
+        errors = np.zeros(len(alphas))
+        for valid in folds:
+            fit = np.setdiff1d(np.arange(n), valid)
+            a_mean, y_mean = a[fit].mean(axis=0), y_train[fit].mean(axis=0)
+            w = _ridge_weights(a[fit] - a_mean, y_train[fit] - y_mean, alphas)  # [A, D, K]
+            pred = np.einsum("nd,adk->ank", a[valid] - a_mean, w) + y_mean
+            errors += (((pred - y_train[valid]) ** 2) / scale).sum(axis=(1, 2))
+        alpha = alphas[int(np.argmin(errors))]
+    else:
+        alpha = alphas[0]
+    a_mean, y_mean = a.mean(axis=0), y_train.mean(axis=0)
+    w = _ridge_weights(a - a_mean, y_train - y_mean, np.array([alpha]))[0]  # [D, K]
+    return (b - a_mean) @ w + y_mean
 
 
 def _fit_predict_knn(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, k: int
@@ -166,7 +222,8 @@ def _held_out_readout(latents: np.ndarray, targets: np.ndarray, *, method: str, 
     _check_readout(method, k)
     train, test = split(len(z), test_fraction=test_fraction, seed=seed, groups=groups)
     if method == "linear":
-        return y[test], _fit_predict_linear(z[train], y[train], z[test])
+        fit_groups = None if groups is None else np.asarray(groups)[train]
+        return y[test], _fit_predict_linear(z[train], y[train], z[test], fit_groups)
     return y[test], _fit_predict_knn(z[train], y[train], z[test], k)
 
 
