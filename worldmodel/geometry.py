@@ -126,9 +126,7 @@ def _folds(n: int, groups: Optional[np.ndarray]) -> list[np.ndarray]:
     """Validation index sets for choosing the ridge penalty: whole groups where there are at least
     two, else contiguous blocks (samples arrive in time order, so random folds would leak)."""
     if groups is not None and len(np.unique(groups)) >= 2:
-        ids = np.unique(groups)
-        fold_of = {g: i % _RIDGE_FOLDS for i, g in enumerate(ids)}
-        labels = np.array([fold_of[g] for g in groups])
+        labels = np.unique(groups, return_inverse=True)[1] % _RIDGE_FOLDS  # group i -> fold i mod 5
     else:
         labels = np.minimum(np.arange(n) * min(_RIDGE_FOLDS, n) // max(n, 1), _RIDGE_FOLDS - 1)
     return [np.flatnonzero(labels == f) for f in np.unique(labels)]
