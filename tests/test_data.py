@@ -199,17 +199,17 @@ def test_refresh_sees_episodes_appended_by_another_object(tmp_path):
     writer.append(make_episode(10, eid=0))
     reader = EpisodeDataset(tmp_path)
     sampler = ChunkSampler(reader, batch_size=4, length=8, seed=0)
-    assert sampler.num_windows == 3
+    assert sampler.num_windows == 4  # T - L + 2: windows end at o_7 .. o_10
     writer.append(make_episode(20, eid=1))
     assert len(reader) == 1
     assert sampler.refresh() == 1
-    assert len(reader) == 2 and sampler.num_windows == 3 + 13
+    assert len(reader) == 2 and sampler.num_windows == 4 + 14
     assert reader.refresh() == 0
 
 
 # -- the sampler ------------------------------------------------------------------------------------
 
-LENGTHS = [5, 12, 30, 3, 20]  # with L = 4: 2, 9, 27, 0 and 17 windows
+LENGTHS = [5, 12, 30, 2, 20]  # with L = 4: 3, 10, 28, 0 and 18 windows (T - L + 2; 3 observations < L)
 
 
 def toy_sampler(L=4, B=64, seed=0, **kw) -> ChunkSampler:
@@ -223,9 +223,9 @@ def test_batch_shapes_dtypes_and_alignment():
     assert b.actions.shape == (6, 4, 2) and b.actions.dtype == torch.float32
     assert b.rewards.shape == (6, 4) and b.rewards.dtype == torch.float32
     assert b.states.shape == (6, 4, 3) and b.states.dtype == torch.float32
-    # o_t, a_t, r_t and s_t all carry the same (episode, t) code
-    code = b.rewards
-    assert torch.equal(b.actions[..., 0], code) and torch.equal(b.states[..., 0], code)
+    # o_t and s_t carry the same (episode, t) code, and so do a_t and r_t wherever the model reads them
+    code = b.states[..., 0]  # [B, L]
+    assert torch.equal(b.actions[:, :-1, 0], code[:, :-1]) and torch.equal(b.rewards[:, :-1], code[:, :-1])
     eid, t = torch.div(code, 1000, rounding_mode="floor"), torch.remainder(code, 1000)
     pixel = torch.remainder(37 * eid + t, 256) / 255 - 0.5  # [B, L]
     assert torch.equal(b.images, pixel[:, :, None, None, None].expand_as(b.images))
@@ -234,27 +234,46 @@ def test_batch_shapes_dtypes_and_alignment():
 def test_windows_never_cross_episode_boundaries():
     sampler = toy_sampler(L=4, B=256)
     for _ in range(20):
-        code = sampler.sample().rewards  # [B, L]
+        code = sampler.sample().states[..., 0]  # [B, L]
         eid, t = code // 1000, code % 1000
         assert torch.all(eid == eid[:, :1]), "a chunk mixes episodes"
         assert torch.all(t == t[:, :1] + torch.arange(4)), "a chunk is not consecutive"
         lengths = torch.tensor(LENGTHS, dtype=code.dtype)[eid[:, 0].long()]
-        assert torch.all(t[:, -1] <= lengths - 1), "a chunk runs past its episode's last action"
-        assert not torch.any(eid == 3), "an episode shorter than L was sampled"
+        assert torch.all(t[:, -1] <= lengths), "a chunk runs past its episode's last observation"
+        assert not torch.any(eid == 3), "an episode with fewer than L observations was sampled"
+
+
+def test_the_final_transition_is_trained_and_the_unread_slot_is_zero():
+    """Every observation o_0..o_T of every long-enough episode, o_T included, lands in some chunk,
+    so the final transition o_{T-1} -> o_T is trained; where a chunk ends at o_T, its last action
+    and reward (which lead outside the episode and which the model never reads) are zeros."""
+    sampler = toy_sampler(L=4, B=512, seed=3)
+    seen, ends = set(), 0
+    for _ in range(10):
+        b = sampler.sample()
+        code = b.states[..., 0]  # [B, L]
+        seen |= {int(c) for c in code.flatten()}
+        eid, t = (code[:, -1] // 1000).long(), code[:, -1] % 1000
+        at_end = t == torch.tensor(LENGTHS, dtype=code.dtype)[eid]  # [B] the chunk ends at o_T
+        ends += int(at_end.sum())
+        assert torch.all(b.rewards[at_end, -1] == 0) and torch.all(b.actions[at_end, -1] == 0)
+        assert torch.equal(b.rewards[~at_end, -1], code[~at_end, -1])
+    assert seen == {1000 * e + t for e, T in enumerate(LENGTHS) if T + 1 >= 4 for t in range(T + 1)}
+    assert ends > 0
 
 
 def test_windows_are_uniform_over_all_valid_windows():
     sampler = toy_sampler(L=4, B=1000, seed=123)
-    codes = torch.cat([sampler.sample().rewards[:, 0] for _ in range(30)])  # 30000 window starts
-    valid = [1000 * e + t for e, T in enumerate(LENGTHS) for t in range(T - 4 + 1)]
-    assert sampler.num_windows == len(valid) == 55
+    codes = torch.cat([sampler.sample().states[:, 0, 0] for _ in range(30)])  # 30000 window starts
+    valid = [1000 * e + t for e, T in enumerate(LENGTHS) for t in range(T - 4 + 2)]
+    assert sampler.num_windows == len(valid) == 59
     number = {code: i for i, code in enumerate(valid)}
-    counts = torch.bincount(torch.tensor([number[int(c)] for c in codes]), minlength=55).numpy()
+    counts = torch.bincount(torch.tensor([number[int(c)] for c in codes]), minlength=59).numpy()
     assert counts.sum() == 30000 and counts.min() > 0
     assert stats.chisquare(counts).pvalue > 1e-3
-    # so episodes are weighted by window count (not uniform over episodes): 27/55 for episode 2
+    # so episodes are weighted by window count (not uniform over episodes): 28/59 for episode 2
     share_episode_2 = float((codes // 1000 == 2).float().mean())
-    assert abs(share_episode_2 - 27 / 55) < 0.015
+    assert abs(share_episode_2 - 28 / 59) < 0.015
 
 
 def test_same_seed_same_batches_other_seed_differs_and_state_resumes(tmp_path):
@@ -280,25 +299,25 @@ def test_same_seed_same_batches_other_seed_differs_and_state_resumes(tmp_path):
 
 def test_plain_pixels_map_to_x_over_255_minus_half():
     ep = make_episode(255, eid=0)  # pixel values 0..255 over time
-    b = ChunkSampler([ep], batch_size=2, length=256 - 1, seed=0).sample()
-    x = torch.arange(255, dtype=torch.float32)
+    b = ChunkSampler([ep], batch_size=2, length=256, seed=0).sample()  # the one window: all 256 frames
+    x = torch.arange(256, dtype=torch.float32)
     assert torch.equal(b.images[0, :, 0, 0, 0], x / 255 - 0.5)
-    assert b.images.min() == -0.5
+    assert b.images.min() == -0.5 and b.images.max() == 0.5
 
 
 @pytest.mark.parametrize("bits", [5, 3, 8])
 def test_quantized_pixels_have_2_to_the_bits_levels_plus_uniform_noise(bits):
     ep = make_episode(255, eid=0)
-    b = ChunkSampler([ep], batch_size=4, length=255, seed=1, quantize_bits=bits).sample()
-    v = b.images  # [4, 255, 3, 8, 8]; frame t holds pixel value t
+    b = ChunkSampler([ep], batch_size=4, length=256, seed=1, quantize_bits=bits).sample()
+    v = b.images  # [4, 256, 3, 8, 8]; frame t holds pixel value t
     assert v.min() >= -0.5 and v.max() <= 0.5
     scaled = (v + 0.5) * 2 ** bits  # level + noise in units of one level
-    x = torch.arange(255)[None, :, None, None, None]
+    x = torch.arange(256)[None, :, None, None, None]
     level = (x // 2 ** (8 - bits)).float()  # floor(x / 2^(8-b))
     noise = scaled - level
     # noise in [0, 1) up to float32 rounding (level + u can round up to level + 1 when u ~ 1)
     assert noise.min() >= 0 and noise.max() <= 1 + 1e-4
-    assert torch.floor(scaled.clamp(max=2 ** bits - 1e-3)).unique().numel() == min(2 ** bits, 255)
+    assert torch.floor(scaled.clamp(max=2 ** bits - 1e-3)).unique().numel() == 2 ** bits
     # U(0, 1): mean 1/2, variance 1/12, and fresh per pixel (pixels of one frame share x but not noise)
     assert abs(float(noise.mean()) - 0.5) < 0.01 and abs(float(noise.var()) - 1 / 12) < 0.005
     assert abs(float(noise.flatten(2).std(-1).mean()) - (1 / 12) ** 0.5) < 0.01
@@ -306,9 +325,9 @@ def test_quantized_pixels_have_2_to_the_bits_levels_plus_uniform_noise(bits):
 
 def test_error_when_every_episode_is_shorter_than_L():
     with pytest.raises(DataError) as err:
-        toy_sampler(L=31)
-    assert "L = 31" in str(err.value) and "T = 30" in str(err.value)
-    assert toy_sampler(L=30).num_windows == 1  # the longest episode has exactly one window
+        toy_sampler(L=32)
+    assert "L = 32" in str(err.value) and "T = 30" in str(err.value)
+    assert toy_sampler(L=31).num_windows == 1  # the longest episode's 31 observations: one window
     with pytest.raises(DataError, match="no episodes"):
         ChunkSampler([], 2, 3)
 

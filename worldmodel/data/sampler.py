@@ -1,9 +1,13 @@
 """Fixed-length training chunks drawn uniformly from a set of episodes.
 
-Notation: B chunks of length L per batch; an episode of T transitions has T-L+1 valid windows,
-the window starting at t covering o_t..o_{t+L-1}, a_t..a_{t+L-1} and r_t..r_{t+L-1} (alignment of
-`worldmodel.data.batch`). Windows never cross episode boundaries; each valid window of the whole
-dataset is equally likely, so an episode is chosen with probability proportional to its window count.
+Notation: B chunks of length L per batch; an episode of T transitions (T+1 observations) has
+T-L+2 valid windows, the window starting at t covering o_t..o_{t+L-1}, a_t..a_{t+L-1} and
+r_t..r_{t+L-1} (alignment of `worldmodel.data.batch`). A chunk's L observations use only its first
+L-1 transitions, so the last window may end at the episode's final observation o_T: its last action
+and reward, which lead outside the episode and which the model never reads, are zeros. (Stopping at
+t = T-L instead would never train the final transition o_{T-1} -> o_T.) Windows never cross
+episode boundaries; each valid window of the whole dataset is equally likely, so an episode is
+chosen with probability proportional to its window count.
 
 Pixels x in {0..255} become floats in [-0.5, 0.5]:
     plain:            x / 255 - 0.5
@@ -66,8 +70,8 @@ class ChunkSampler:
         self.noise_generator = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
         self._images: _Growable | None = None  # rows [3, H, W] uint8, T+1 per episode
         self._states: _Growable | None = None  # rows [S] float32, T+1 per episode
-        self._actions: _Growable | None = None  # rows [A] float32, T per episode
-        self._rewards = _Growable((), torch.float32)  # T per episode
+        self._actions: _Growable | None = None  # rows [A] float32, T+1 per episode (the last zero)
+        self._rewards = _Growable((), torch.float32)  # T+1 per episode (the last zero)
         self._image_start: list[int] = []
         self._step_start: list[int] = []
         self._lengths: list[int] = []
@@ -106,8 +110,10 @@ class ChunkSampler:
                                 f"{self._states.data.shape[1]}; one sampler needs one kind of episode")
             self._image_start.append(self._images.extend(images))
             self._states.extend(ep.states)
-            self._step_start.append(self._actions.extend(ep.actions))
-            self._rewards.extend(ep.rewards)
+            # one zero row past the last transition: the last window's unread action and reward
+            self._step_start.append(self._actions.extend(np.concatenate(
+                [ep.actions, np.zeros((1, ep.action_dim), dtype=np.float32)])))
+            self._rewards.extend(np.concatenate([ep.rewards, np.zeros(1, dtype=np.float32)]))
             self._lengths.append(ep.length)
         if episodes:
             self._windows = None
@@ -116,15 +122,16 @@ class ChunkSampler:
         """(first window number, image offset, step offset) of each episode with >= 1 window, and the total."""
         if self._windows is None:
             L = self.length
-            usable = [i for i, T in enumerate(self._lengths) if T >= L]
+            usable = [i for i, T in enumerate(self._lengths) if T + 1 >= L]  # L observations fit
             if not usable:
                 longest = max(self._lengths, default=None)
                 raise DataError(
                     "no episode is long enough for chunks of length " f"L = {L}: " +
                     ("the dataset has no episodes; collect some first" if longest is None else
-                     f"the longest of {len(self._lengths)} episodes has T = {longest} transitions "
-                     f"(a chunk needs T >= L); use a shorter chunk length or longer episodes"))
-            counts = torch.tensor([self._lengths[i] - L + 1 for i in usable], dtype=torch.int64)
+                     f"the longest of {len(self._lengths)} episodes has T = {longest} transitions, "
+                     f"T + 1 = {longest + 1} observations (a chunk needs T + 1 >= L); use a shorter "
+                     f"chunk length or longer episodes"))
+            counts = torch.tensor([self._lengths[i] - L + 2 for i in usable], dtype=torch.int64)
             first = torch.cumsum(counts, 0) - counts  # [E] number of each episode's first window
             image_start = torch.tensor([self._image_start[i] for i in usable], dtype=torch.int64)
             step_start = torch.tensor([self._step_start[i] for i in usable], dtype=torch.int64)
