@@ -157,27 +157,31 @@ def test_value_head_and_reward_overshooting_train_inside_the_online_loop(tmp_pat
 
 @pytest.mark.slow
 def test_online_run_learns_to_beat_its_random_seed_episodes(tmp_path):
-    """About 70 s: 5 random episodes, then 8 cycles of 100 updates and one noisy MPC episode
+    """About 110 s: 5 random episodes, then 16 cycles of 100 updates and one noisy MPC episode
     (cart-pole balance at action repeat 10: 100 agent steps an episode), then 3 noise-free ones.
 
-    Seen on the 2-core dev machine: random episodes 232 on average, the last 4 exploration
-    episodes 261, the final evaluation 372. The MPC of an untrained model does worse than random
-    here (149 for the first exploration episode; with 1 update per cycle instead of 100 the final
-    evaluation is 144), so the assertions hold only if the model learns."""
-    config = OnlineConfig(task="cartpole-balance", env_steps=13_000, seed_episodes=5,
+    Measured on the 2-core dev machine over seeds 0-7 of these settings (29 November):
+    - the later MPC episodes (the second half of exploration and the final 3) beat the random seed
+      episodes on all 8 seeds, by +7 to +57 (+39 at seed 0);
+    - the last 4 exploration episodes beat the first 2 by 74 to 174 on all 8: the first ones plan
+      on an untrained model and do worse than random (about 150 against 230-270).
+    Smaller budgets are a lottery: the previous test (8 cycles, a 32-unit model, a margin of 50
+    over the seed episodes) passed on 2 of 6 seeds, and so did nine other variants tried (more
+    updates per cycle, more candidates, more seed episodes, longer chunks, the imagined value)."""
+    config = OnlineConfig(task="cartpole-balance", env_steps=21_000, seed_episodes=5,
                           train_steps_per_episode=100, batch_size=16, chunk_length=10, lr=3e-3,
                           candidates=100, elites=10, iterations=4, horizon=10, eval_every=100,
                           final_eval_episodes=3, image_size=32, action_repeat=10, device="cpu",
-                          model_overrides=dict(deter_size=32, stoch_size=8, hidden_size=32, cnn_depth=8,
+                          model_overrides=dict(deter_size=64, stoch_size=16, hidden_size=64, cnn_depth=16,
                                                free_nats=1.0, kl_balance=0.8))
     summary = run_online(config, tmp_path / "run", progress=False)
     records = read_metrics(tmp_path / "run")
     seed = [r["return"] for r in records if r["kind"] == "seed"]
     explore = [r["return"] for r in records if r["kind"] == "explore"]
-    assert len(seed) == 5 and len(explore) == 8 and len(summary["returns"]) == 3
+    assert len(seed) == 5 and len(explore) == 16 and len(summary["returns"]) == 3
     later = explore[len(explore) // 2:] + summary["returns"]  # the later MPC episodes
-    assert np.mean(later) > np.mean(seed) + 25, (seed, explore, summary["returns"])
-    assert summary["return_mean"] > np.mean(seed) + 50, (seed, summary["returns"])
+    assert np.mean(later) > np.mean(seed), (seed, explore, summary["returns"])
+    assert np.mean(explore[-4:]) > np.mean(explore[:2]) + 50, explore  # planning improved with the model
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
