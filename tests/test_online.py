@@ -327,8 +327,12 @@ def test_bad_settings_are_rejected_naming_them(overrides, words):
 
 
 def test_chunks_longer_than_an_episode_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="chunk_length 50 exceeds the 20 agent steps"):
-        run_online(tiny(chunk_length=50), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match=r"chunk_length 22 exceeds the 21 observations .* <= 21"):
+        run_online(tiny(chunk_length=22), tmp_path / "run", progress=False)
+    # a chunk of all 21 frames of a 20-step episode fits (one window per episode)
+    summary = run_online(tiny(chunk_length=21, env_steps=3000, final_eval_episodes=0), tmp_path / "ok",
+                         progress=False)
+    assert summary["episodes"] == 3  # 2 seed episodes, then updates on 21-frame chunks and one more
 
 
 def test_presets_and_cli_overrides():

@@ -147,11 +147,12 @@ class _OnlineRun:
         self.env = envs.make(config.task, image_size=config.image_size, action_repeat=config.action_repeat,
                              camera=config.camera)  # a bad camera: ValueError naming the task's
         self.episode_env_steps = self.env.max_steps * self.env.action_repeat  # 1000 for the suite
-        if config.chunk_length > self.env.max_steps:
+        if config.chunk_length > self.env.max_steps + 1:  # a chunk is L of the episode's T + 1 frames
             self.env.close()
-            raise ValueError(f"chunk_length {config.chunk_length} exceeds the {self.env.max_steps} agent "
-                             f"steps of a {config.task} episode at action repeat {self.env.action_repeat}; "
-                             f"use chunk_length <= {self.env.max_steps}")
+            raise ValueError(f"chunk_length {config.chunk_length} exceeds the {self.env.max_steps + 1} "
+                             f"observations of a {config.task} episode ({self.env.max_steps} agent steps at "
+                             f"action repeat {self.env.action_repeat}); use chunk_length <= "
+                             f"{self.env.max_steps + 1}")
         self.model_config = config.model_config(self.env.action_dim)
         self.train_config = config.train_config(steps=config.train_steps_per_episode * max(
             1, math.ceil(config.env_steps / self.episode_env_steps) - config.seed_episodes))
