@@ -135,10 +135,9 @@ def _oracle_planner(planner: Any) -> Any:
 def _write_episode_video(episode: Any, path: str | Path, seconds_per_step: float) -> Path:
     """Real beside predicted frames of one episode, at real-time speed; the frames are then
     dropped from the result, which need not hold them."""
-    from worldmodel import viz
+    from worldmodel.video import side_by_side, write_video
 
-    written = viz.write_video(viz.side_by_side(episode.frames, episode.predicted), path,
-                              fps=1.0 / seconds_per_step)
+    written = write_video(side_by_side(episode.frames, episode.predicted), path, fps=1.0 / seconds_per_step)
     episode.frames = episode.predicted = None
     return written
 

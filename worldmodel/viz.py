@@ -4,8 +4,8 @@ Notation: z [N, D] latents; colours {name: values [N]} true quantities to colour
 (angles in radians get the cyclic 'twilight' map, so -π and π share a colour); frames
 [T, H, W, 3] uint8 images. Every function writes one file atomically (temp file + os.replace)
 and returns the path it wrote. Figures are drawn with matplotlib's Agg canvas directly, so no
-global backend is switched and nothing needs a display. Videos are MP4 where imageio has an
-FFmpeg or PyAV plugin and GIF otherwise (the returned path says which).
+global backend is switched and nothing needs a display. Videos are written by
+`worldmodel.video` (MP4 where imageio has an FFmpeg or PyAV plugin, GIF otherwise).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from worldmodel.atomic import atomic_write_bytes
+from worldmodel.video import check_frames as _frames
+from worldmodel.video import side_by_side, write_video  # noqa: F401  (part of viz's API)
 
 _FIG_DPI = 100
 _SKIP_KEYS = frozenset({"step", "wall_time", "frames_per_s", "time", "epoch"})
@@ -45,24 +47,6 @@ def _to_rgb(fig) -> np.ndarray:
     """The figure rendered to an RGB array [H, W, 3] uint8 (fixed size: the figure size)."""
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-
-
-def _frames(frames: np.ndarray | Sequence[np.ndarray], name: str) -> np.ndarray:
-    """Frames as a uint8 [T, H, W, 3] array, or a ValueError saying what was wrong."""
-    if isinstance(frames, (list, tuple)):
-        if not frames:
-            raise ValueError(f"{name} is an empty list; need at least one frame")
-        shapes = {np.shape(f) for f in frames}
-        if len(shapes) > 1:
-            raise ValueError(f"{name}: frames differ in shape {sorted(shapes)}; make them equal")
-        frames = np.stack(frames)
-    a = np.asarray(frames)
-    if a.ndim != 4 or a.shape[-1] != 3 or a.shape[0] < 1:
-        raise ValueError(f"{name} must be [T, H, W, 3] uint8 frames, got shape {a.shape}")
-    if a.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 (0-255), got {a.dtype}; convert with "
-                         f"(x * 255).clip(0, 255).astype(np.uint8) first")
-    return a
 
 
 def _latents(latents: np.ndarray) -> np.ndarray:
@@ -340,55 +324,6 @@ def plot_learning_curves(series: Sequence[dict[str, Any]], path: str | Path, *,
 
 
 # ------------------------------------------------------------------------------------ video
-def side_by_side(real: np.ndarray, predicted: np.ndarray, gap: int = 2) -> np.ndarray:
-    """Frames [T, H, 2W + gap, 3]: real on the left, predicted on the right, a white gap between."""
-    a, b = _frames(real, "real"), _frames(predicted, "predicted")
-    if a.shape != b.shape:
-        raise ValueError(f"real {a.shape} and predicted {b.shape} must have the same shape")
-    sep = np.full((*a.shape[:2], gap, 3), 255, dtype=np.uint8)
-    return np.concatenate([a, sep, b], axis=2)
-
-
-def _mp4_bytes(frames: np.ndarray, fps: float) -> Optional[bytes]:
-    """MP4 bytes through imageio's pyav or FFmpeg plugin, or None when neither is installed."""
-    import imageio.v3 as iio
-
-    for plugin in ("pyav", "FFMPEG"):
-        try:
-            if plugin == "pyav":
-                return iio.imwrite("<bytes>", frames, extension=".mp4", plugin=plugin,
-                                   codec="libx264", fps=fps)
-            return iio.imwrite("<bytes>", frames, extension=".mp4", plugin=plugin, fps=fps,
-                               macro_block_size=1)
-        except (ImportError, ValueError, RuntimeError, OSError, TypeError):
-            continue
-    return None
-
-
-def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: float = 10.0
-                ) -> Path:
-    """Write frames [T, H, W, 3] uint8 as a video; returns the path written.
-
-    MP4 at `path` when an encoder is available; otherwise a looping GIF at `path` with the
-    suffix .gif. (Pillow's GIF writer merges identical consecutive frames into one longer frame.)
-    """
-    import imageio.v3 as iio
-
-    frames = _frames(frames, "frames")
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    path = Path(path)
-    if path.suffix.lower() != ".gif":
-        data = _mp4_bytes(frames, fps)
-        if data is not None:
-            atomic_write_bytes(path, data)
-            return path
-        path = path.with_suffix(".gif")
-    data = iio.imwrite("<bytes>", frames, extension=".gif", duration=1000.0 / fps, loop=0)
-    atomic_write_bytes(path, data)
-    return path
-
-
 def geometry_over_training_gif(snapshots: Sequence[tuple[int, np.ndarray, dict[str, np.ndarray]]],
                                path: str | Path, *, fps: float = 2.0,
                                r2: Optional[Sequence[Optional[dict]]] = None) -> Path:
