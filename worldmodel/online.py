@@ -256,7 +256,7 @@ class _OnlineRun:
         from tqdm.auto import tqdm
 
         from worldmodel.metrics_log import MetricsLog
-        from worldmodel.train import _StopSignal
+        from worldmodel.stop_signal import StopSignal
 
         c = self.config
         start = time.perf_counter()
@@ -266,7 +266,7 @@ class _OnlineRun:
                    desc=f"run {c.task}", disable=not self.progress, dynamic_ncols=True, smoothing=0.3)
         stopped = None
         try:
-            with _StopSignal() as signal_flag:
+            with StopSignal() as signal_flag:
                 while self.env_steps < c.env_steps and stopped is None:
                     for record in self._cycle(wall):
                         log.write(record)

@@ -28,6 +28,7 @@ from worldmodel import distributed as dist
 from worldmodel.config import DictConfig
 from worldmodel.device import DEVICES, autocast, check_precision, resolve_device
 from worldmodel.provenance import machine, versions
+from worldmodel.stop_signal import StopSignal
 
 
 @dataclass(frozen=True)
@@ -226,35 +227,6 @@ def _check_data_fits_model(dataset: Any, model_config: Any, data_path: str | Pat
                          f"obs_shape {tuple(model_config.obs_shape)}; use obs_shape=(3, {hw[0]}, {hw[1]})")
 
 
-class _StopSignal:
-    """Ctrl-C / SIGTERM while training: finish the update, save a checkpoint, then raise
-    KeyboardInterrupt. A second Ctrl-C interrupts at once (the checkpoint on disk stays whole)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> "_StopSignal":
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import signal
-
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def _settle_run(model_config: Any, config: TrainConfig | None, data_path: str | Path | None,
                 out_dir: Path, resume: bool) -> tuple[Any, TrainConfig, Path, dict[str, Any]]:
     """The run's (model config, train config, data path, config.json), checking that a resume
@@ -369,7 +341,7 @@ def _train(model_config: Any, config: TrainConfig, data_path: Path, out_dir: Pat
     last: dict[str, Any] = {}
     stop = False
     try:
-        with _StopSignal() as signal_flag:
+        with StopSignal() as signal_flag:
             while trainer.step < config.steps and not stop:
                 t0 = time.perf_counter()
                 terms, stop = trainer.train_step(signal_flag.requested)
