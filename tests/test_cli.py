@@ -12,6 +12,7 @@ from worldmodel.demo import DemoConfig
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "--run", "{tmp}/nowhere"], "holds no training run"),
     (["evaluate", "--run", "{tmp}/nowhere", "--planning-precision", "float16"], "precision must be one of"),
+    (["visualize", "--run", "{tmp}/nowhere"], "holds no training run"),
     (["e2c", "--out", "{tmp}/e2c", "--set", "bogus=1"], "unknown E2CConfig keys ['bogus']"),
     (["e2c", "--out", "{tmp}/e2c", "--set", "planner=lbfgs"], "lbfgs"),
     (["e2c", "--task", "point_mass-easy", "--out", "{tmp}/e2c"], "has none"),
@@ -78,3 +79,27 @@ def test_python_dash_m_is_the_same_command(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith("worldmodel: error: ") and "holds no training run" in done.stderr
+
+
+def test_visualize_draws_a_trained_run_and_prints_r2_by_target(tmp_path, capsys):
+    """collect -> train -> visualize through the CLI, at toy sizes: the pictures are written and
+    the R² is printed as a mean and target by target."""
+    import imageio.v3 as iio
+
+    from worldmodel.cli import main
+    from worldmodel.geometry import target_names
+
+    data, run, held = tmp_path / "data", tmp_path / "run", tmp_path / "held"
+    for folder, episodes, seed in ((data, 2, 0), (held, 2, 1)):
+        main(["collect", "--task", "cartpole-balance", "--episodes", str(episodes), "--out", str(folder),
+              "--image-size", "32", "--action-repeat", "50", "--seed", str(seed)])
+    main(["train", "--data", str(data), "--out", str(run), "--preset", "small", "--steps", "3",
+          "--batch-size", "2", "--chunk-length", "8", "--device", "cpu", "--no-progress"])
+    capsys.readouterr()
+    main(["visualize", "--run", str(run), "--heldout", str(held), "--out", str(tmp_path / "pictures")])
+    printed = capsys.readouterr().out
+    assert "latent R² on held-out episodes: linear" in printed
+    by_target = next(line for line in printed.splitlines() if "by target" in line)
+    assert all(name in by_target for name in target_names("cartpole-balance")), by_target
+    image = iio.imread(tmp_path / "pictures" / "latent_geometry.png")
+    assert image.ndim == 3 and image.shape[0] > 100

@@ -38,6 +38,9 @@ def test_demo_runs_every_stage_and_writes_summary_and_pictures(tmp_path):
     for key in ("learned_return", "random_return", "oracle_return"):
         assert 0.0 <= on_disk[key] <= 1000.0, (key, on_disk[key])
     assert math.isfinite(on_disk["latent_r2"])
+    from worldmodel.geometry import target_names
+    by_target = on_disk["latent_r2_by_target"]  # what the mean is made of, target by target
+    assert set(by_target) == {"linear", "knn"} and set(by_target["linear"]) == set(target_names("cartpole-balance"))
     # CEM on the true simulator balances the pole even at the quick setting's tiny budget.
     assert on_disk["oracle_return"] > 2 * on_disk["random_return"]
     for name in ("latent_geometry.png", "open_loop_prediction.png", "training_curves.png"):

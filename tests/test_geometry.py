@@ -135,3 +135,24 @@ def test_bad_input_raises_clear_errors() -> None:
         latent_r2(np.full((10, 2), np.nan), np.zeros((10, 2)))
     with pytest.raises(ValueError, match="test_fraction"):
         latent_r2(np.zeros((10, 2)), np.zeros((10, 2)), test_fraction=1.5)
+
+
+def test_r2_by_target_finds_the_one_target_a_latent_misses() -> None:
+    """A latent that holds the cart-pole's state except the side the pole leans to (|sin θ| in
+    place of sin θ): the mean R² is still high, the per-target one names what is missing."""
+    from worldmodel.visualize import state_r2, state_r2_by_target
+
+    rng = np.random.default_rng(0)
+    n, episodes = 600, np.repeat(np.arange(20), 30)
+    states = np.stack([rng.uniform(-1, 1, n), rng.uniform(-np.pi, np.pi, n),
+                       rng.normal(size=n), rng.normal(size=n)], 1)  # x, θ, ẋ, θ̇
+    t = state_targets("cartpole-balance", states)  # x, cos θ, sin θ, ẋ, θ̇
+    latents = np.stack([t[:, 0], t[:, 1], np.abs(t[:, 2]), t[:, 3], t[:, 4]], 1) @ rng.normal(size=(5, 5))
+    by_target = state_r2_by_target("cartpole-balance", latents, states, episodes)
+    linear = by_target["linear"]
+    assert list(linear) == target_names("cartpole-balance")
+    assert all(r > 0.99 for k, r in linear.items() if k != "sin θ"), linear
+    assert linear["sin θ"] < 0.1, linear
+    mean = state_r2("cartpole-balance", latents, states, episodes)
+    assert mean["linear"] == pytest.approx(np.mean(list(linear.values())))
+    assert mean["linear"] > 0.75  # the mean alone would pass this latent as good

@@ -118,6 +118,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
         "goal_time": result["goal_time"],
         "latent_r2": pictures["latent_r2"],
         "latent_r2_knn": pictures.get("latent_r2_knn"),
+        "latent_r2_by_target": pictures.get("latent_r2_by_target"),
         "episodes": {"learned": config.eval_episodes, "oracle": config.oracle_episodes,
                      "random": config.random_episodes},
         "ms_per_action": result["ms_per_action"],
@@ -150,6 +151,10 @@ def print_table(summary: dict[str, Any]) -> None:
         print(f"  oracle (true sim)  {summary['oracle_return']:7.1f}   ({eps['oracle']} episodes; "
               f"fewer because it is costly)")
     print(f"  latent R² (linear map to true state, held-out) {summary['latent_r2']:.3f}")
+    if summary.get("latent_r2_by_target"):
+        from worldmodel.visualize import format_r2_by_target
+
+        print(f"    by target (linear / k-NN): {format_r2_by_target(summary['latent_r2_by_target'])}")
     print(f"  wall time {summary['wall_seconds'] / 60:.1f} min; pictures: {', '.join(summary['pictures'])}")
 
 

@@ -104,18 +104,48 @@ def heldout_episode_ids(dataset: Any) -> np.ndarray:
     return np.repeat(np.arange(len(dataset)), [dataset[i].length + 1 for i in range(len(dataset))])
 
 
-def state_r2(task: str, latents: np.ndarray, states: np.ndarray,
-             episodes: np.ndarray | None = None) -> dict[str, float]:
-    """Mean R² over the task's state targets of a linear and a k-NN map from the latents.
+def state_r2_by_target(task: str, latents: np.ndarray, states: np.ndarray,
+                       episodes: np.ndarray | None = None) -> dict[str, dict[str, float | None]]:
+    """Held-out R² of each state target ({"linear": {"x": ..., "cos θ": ...}, "knn": {...}}); None
+    for a target that is constant on the held-out frames. Which parts of the state the latent
+    carries: a mean can hide one that it misses (the side a pole leans to, say).
 
     episodes [N]: each frame's episode; with two or more, the read-out is fitted on some whole
     episodes and scored on the others. Without them (or with one episode) the split is by frame,
     which flatters k-NN: a frame's neighbours in time are in the fitted part."""
-    from worldmodel.geometry import latent_r2, state_targets
+    from worldmodel.geometry import latent_r2_per_target, state_targets, target_names
 
     groups = episodes if episodes is not None and len(np.unique(episodes)) >= 2 else None
-    targets = state_targets(task, states)
-    return {m: float(np.mean(latent_r2(latents, targets, method=m, groups=groups))) for m in ("linear", "knn")}
+    targets, names = state_targets(task, states), target_names(task)
+    out = {}
+    for method in ("linear", "knn"):
+        scores = latent_r2_per_target(latents, targets, method=method, groups=groups)
+        out[method] = {n: (None if np.isnan(r) else float(r)) for n, r in zip(names, scores)}
+    return out
+
+
+def state_r2(task: str, latents: np.ndarray, states: np.ndarray,
+             episodes: np.ndarray | None = None,
+             by_target: dict[str, dict[str, float | None]] | None = None) -> dict[str, float]:
+    """Mean R² over the task's state targets of a linear and a k-NN map from the latents (the
+    mean of `state_r2_by_target`, which may be passed in to save computing it again)."""
+    by_target = by_target or state_r2_by_target(task, latents, states, episodes)
+    out = {}
+    for method, scores in by_target.items():
+        defined = [r for r in scores.values() if r is not None]
+        if not defined:
+            raise ValueError("every target column is constant on the held-out samples; R² undefined")
+        out[method] = float(np.mean(defined))
+    return out
+
+
+def format_r2_by_target(by_target: dict[str, dict[str, float | None]]) -> str:
+    """One line: each target's held-out R², linear / k-NN ("x 0.90 / 0.69, cos θ 0.52 / 0.50, ...")."""
+    def show(r: float | None) -> str:
+        return "n/a" if r is None else f"{r:.2f}"
+
+    linear, knn = by_target["linear"], by_target["knn"]
+    return ", ".join(f"{name} {show(linear[name])} / {show(knn[name])}" for name in linear)
 
 
 def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str | Path, *,
@@ -127,7 +157,8 @@ def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str 
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     latents, states = heldout_latents(model, heldout, device)
-    r2 = state_r2(task, latents, states, heldout_episode_ids(heldout))  # held out by whole episodes
+    by_target = state_r2_by_target(task, latents, states, heldout_episode_ids(heldout))  # whole episodes out
+    r2 = state_r2(task, latents, states, by_target=by_target)
     written = {"geometry": viz.plot_latent_geometry(latents, angle_colours(task, states),
                                                     out / "latent_geometry.png",
                                                     title=f"{task}: held-out latents", r2=r2)}
@@ -143,7 +174,7 @@ def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str 
     metrics = Path(run_dir) / "metrics.jsonl"
     if metrics.exists():
         written["curves"] = viz.plot_training_curves(metrics, out / "training_curves.png")
-    return {"latent_r2": r2["linear"], "latent_r2_knn": r2["knn"],
+    return {"latent_r2": r2["linear"], "latent_r2_knn": r2["knn"], "latent_r2_by_target": by_target,
             "files": {k: str(v) for k, v in written.items() if v is not None}}
 
 
@@ -175,6 +206,7 @@ def _command(args: argparse.Namespace) -> int:
                          action_repeat=task["action_repeat"], camera=task["camera"])
     result = render_run_pictures(model, run, heldout, out, task=task["task"], device=args.device)
     print(f"latent R² on held-out episodes: linear {result['latent_r2']:.3f}, k-NN {result['latent_r2_knn']:.3f}")
+    print(f"  by target (linear / k-NN): {format_r2_by_target(result['latent_r2_by_target'])}")
     for name, path in result["files"].items():
         print(f"  {name:<10} {path}")
     atomic_write_json(out / "summary.json", result)
