@@ -125,11 +125,13 @@ def state_r2_by_target(task: str, latents: np.ndarray, states: np.ndarray,
 
 
 def state_r2(task: str, latents: np.ndarray, states: np.ndarray,
-             episodes: np.ndarray | None = None,
-             by_target: dict[str, dict[str, float | None]] | None = None) -> dict[str, float]:
-    """Mean R² over the task's state targets of a linear and a k-NN map from the latents (the
-    mean of `state_r2_by_target`, which may be passed in to save computing it again)."""
-    by_target = by_target or state_r2_by_target(task, latents, states, episodes)
+             episodes: np.ndarray | None = None) -> dict[str, float]:
+    """Mean R² over the task's state targets of a linear and a k-NN map from the latents."""
+    return mean_r2(state_r2_by_target(task, latents, states, episodes))
+
+
+def mean_r2(by_target: dict[str, dict[str, float | None]]) -> dict[str, float]:
+    """{"linear": mean, "knn": mean} of `state_r2_by_target`'s scores, constant targets left out."""
     out = {}
     for method, scores in by_target.items():
         defined = [r for r in scores.values() if r is not None]
@@ -158,7 +160,7 @@ def render_run_pictures(model: Any, run_dir: str | Path, heldout: Any, out: str 
     model.eval()
     latents, states = heldout_latents(model, heldout, device)
     by_target = state_r2_by_target(task, latents, states, heldout_episode_ids(heldout))  # whole episodes out
-    r2 = state_r2(task, latents, states, by_target=by_target)
+    r2 = mean_r2(by_target)
     written = {"geometry": viz.plot_latent_geometry(latents, angle_colours(task, states),
                                                     out / "latent_geometry.png",
                                                     title=f"{task}: held-out latents", r2=r2)}
