@@ -39,7 +39,7 @@ PREVIOUS = dict(task="cartpole-balance", env_steps=13_000, seed_episodes=5, trai
 MORE_SEARCH = dict(candidates=300, elites=30, iterations=5, horizon=12)
 VARIANTS: dict[str, dict[str, Any]] = {
     "previous": PREVIOUS,
-    "test": dict(PREVIOUS, env_steps=21_000, model_overrides=WIDE),  # keep equal to the test's settings
+    "test": dict(PREVIOUS, env_steps=21_000, model_overrides=WIDE),  # the test asserts it uses these
     "updates200": dict(PREVIOUS, train_steps_per_episode=200),
     "wide": dict(PREVIOUS, model_overrides=WIDE),
     "search300": dict(PREVIOUS, **MORE_SEARCH),
