@@ -71,3 +71,22 @@ def test_flags_override_quick_even_at_the_full_demos_values(monkeypatch, tmp_pat
     assert seen[0].train_episodes == quick.train_episodes  # what was not given stays quick's
     assert seen[1].episode_steps is None  # 0: the task's full episode
     assert seen[2] == DemoConfig()
+
+
+def test_episodes_shorter_than_the_chunk_length_shorten_the_chunks(monkeypatch, tmp_path):
+    """`--episode-steps 4` (5 observations) with the default 16-step chunks trains on 5-step chunks
+    instead of failing after the collection with 'no episode is long enough'."""
+    import worldmodel.train
+
+    class Trained(Exception):
+        pass
+
+    def capture(model_config, train_config, data_path, run_dir, **kw):
+        seen.append(train_config)
+        raise Trained
+
+    seen = []
+    monkeypatch.setattr(worldmodel.train, "train", capture)
+    with pytest.raises(Trained):
+        run_demo(DemoConfig.quick(episode_steps=4, train_episodes=2), tmp_path, progress=False)
+    assert DemoConfig.quick().chunk_length > 5 and seen[0].chunk_length == 5

@@ -25,14 +25,15 @@ class DemoConfig:
     # Random-action training data: many short episodes, each from the task's random start. For
     # cart-pole balance they hold far more near-upright states than a few full episodes, in which
     # the pole soon falls: with the same frames (2560 vs 2500) and updates, MPC returned 354.3
-    # instead of 305.8 (random 228.4; README). None = the task's full 125-step episode.
+    # instead of 305.8 (random 228.4; README). None = the task's full 125-step episode. Shorter
+    # still (160 x 16) was not a clear win over 5 seeds (docs/demo_results.md).
     train_episodes: int = 80
     episode_steps: int | None = 32
     # held-out episodes for the geometry and its R², drawn like the training data
     heldout_episodes: int = 24
     train_steps: int = 3000  # the pole appears in reconstructions after ~1000 updates
     batch_size: int = 16
-    chunk_length: int = 32
+    chunk_length: int = 32  # at most episode_steps + 1 observations; shorter episodes shorten it
     transition: str = "rssm"
     obs_std: float = 1.0  # std of p(o_t | z_t); PlaNet's unit variance
     eval_episodes: int = 5
@@ -84,8 +85,10 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
     model_config = ModelConfig.small(transition=config.transition, obs_std=config.obs_std,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
+    episode_length = config.episode_steps or data[0].length  # a short --episode-steps shortens the chunks
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
-                               chunk_length=config.chunk_length, seed=config.seed, device="cpu",
+                               chunk_length=min(config.chunk_length, episode_length + 1),
+                               seed=config.seed, device="cpu",
                                checkpoint_every=max(config.train_steps // 8, 1), snapshots=True)
     run_dir = out / "run"
     train(model_config, train_config, out / "data", run_dir, resume=(run_dir / "checkpoint.pt").exists(),
