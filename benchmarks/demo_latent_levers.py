@@ -27,8 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-# The demo's data and batches until 30 November, which every variant starts from (the held-out set stays
-# this one's: 24 episodes of 32 steps, so that every R² is on the same frames)
+# The demo's data and batches on 29 November, which every variant starts from, fixed here so that the rows
+# stay comparable if the demo's defaults change (the held-out set is always this one's: 24 episodes of
+# 32 steps, so that every R² is on the same frames)
 BEFORE = dict(train_episodes=80, episode_steps=32, chunk_length=32, batch_size=16, heldout_episodes=24)
 # each variant: ModelConfig overrides, DemoConfig overrides, TrainConfig overrides
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
@@ -135,6 +136,7 @@ def run_variant(name: str, seed: int, work: Path, threads: int) -> dict[str, Any
         "random_return": result["random"]["return_mean"] if result["random"] else None,
         "latent_r2": mean_r2(by_target), "latent_r2_by_target": by_target,
         "kl": last.get("kl"), "recon_nll": last.get("recon_nll"),
+        # this call's training: a base run reused by a rounds variant is not counted again
         "train_seconds": train_s, "threads": threads, "rounds": ROUNDS.get(name),
     }
 
