@@ -98,7 +98,7 @@ def run_variant(name: str, seed: int, work: Path, threads: int) -> dict[str, Any
         if not (work / f"{name}-s{seed}-data").exists():
             shutil.copytree(train_dir, work / f"{name}-s{seed}-data")
         train_dir = work / f"{name}-s{seed}-data"
-        reuse_base_run(ROUNDS[name][0], seed, work, run_dir, train_dir, threads)
+        reuse_base_run(work / f"{ROUNDS[name][0]}-s{seed}", run_dir, train_dir, cfg.train_steps, threads)
     t0 = time.time()
     train(model_config, train_config, train_dir, run_dir,
           resume=(run_dir / "checkpoint.pt").exists(), progress=False)
@@ -141,19 +141,19 @@ def run_variant(name: str, seed: int, work: Path, threads: int) -> dict[str, Any
     }
 
 
-def reuse_base_run(base: str, seed: int, work: Path, run_dir: Path, data_dir: Path, threads: int) -> None:
-    """Start a rounds variant from its base variant's finished run when there is one: its first
-    phase is the same training (same data, seed and thread count, so the same weights)."""
-    import json
+def reuse_base_run(base_dir: Path, run_dir: Path, data_dir: Path, updates: int, threads: int) -> None:
+    """Start a rounds variant from its base variant's run when that one finished its `updates` on
+    as many torch threads: its first phase is the same training (same data and seed, so the same
+    weights). The base folder itself says both, in metrics.jsonl and config.json."""
     import shutil
 
     from worldmodel import checkpoint as ckpt
+    from worldmodel.metrics_log import read_metrics
 
-    base_dir = work / f"{base}-s{seed}"
-    results = Path(__file__).parent / "results" / "demo_latent_levers.json"
-    rows = json.loads(results.read_text()) if results.exists() else []
-    done = any(r["variant"] == base and r["seed"] == seed and r.get("threads") == threads for r in rows)
-    if run_dir.exists() or not done or not (base_dir / ckpt.CHECKPOINT_FILE).exists():
+    if run_dir.exists() or not (base_dir / ckpt.CHECKPOINT_FILE).exists():
+        return
+    finished = read_metrics(base_dir / "metrics.jsonl")[-1]["step"] >= updates
+    if not finished or ckpt.read_run_config(base_dir)["machine"]["torch_threads"] != threads:
         return
     shutil.copytree(base_dir, run_dir)
     stored = ckpt.read_run_config(run_dir)
