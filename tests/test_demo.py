@@ -74,8 +74,8 @@ def test_flags_override_quick_even_at_the_full_demos_values(monkeypatch, tmp_pat
 
 
 def test_episodes_shorter_than_the_chunk_length_shorten_the_chunks(monkeypatch, tmp_path):
-    """`--episode-steps 4` (5 observations) with the default 16-step chunks trains on 5-step chunks
-    instead of failing after the collection with 'no episode is long enough'."""
+    """`--episode-steps 4` (5 observations) with the quick demo's 16-frame chunks trains on 5-frame
+    chunks instead of failing after the collection with 'no episode is long enough'."""
     import worldmodel.train
 
     class Trained(Exception):

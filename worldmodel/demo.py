@@ -85,9 +85,9 @@ def run_demo(config: DemoConfig, out: str | Path, *, progress: bool = True) -> d
     model_config = ModelConfig.small(transition=config.transition, obs_std=config.obs_std,
                                      obs_shape=(3, config.image_size, config.image_size),
                                      action_dim=data.manifest["action_dim"])
-    episode_length = config.episode_steps or data[0].length  # a short --episode-steps shortens the chunks
+    longest = max(e.length for e in data.episodes)  # a short --episode-steps shortens the chunks
     train_config = TrainConfig(steps=config.train_steps, batch_size=config.batch_size,
-                               chunk_length=min(config.chunk_length, episode_length + 1),
+                               chunk_length=min(config.chunk_length, longest + 1),  # T + 1 observations
                                seed=config.seed, device="cpu",
                                checkpoint_every=max(config.train_steps // 8, 1), snapshots=True)
     run_dir = out / "run"
